@@ -1,0 +1,144 @@
+/**
+ * The Transport extension point: how bytes move between the master and its workers.
+ *
+ * A transport listens on an address and dials addresses; both ends get a {@link Connection}
+ * on which either side may send one-way messages and make requests that get a reply. A
+ * third-party transport implements these interfaces and proves itself with
+ * `transportSuite` from `@dinfer/core/testing`.
+ *
+ * @module
+ */
+import type { DinferError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+
+/** Brand that marks an object as a dinfer Transport (shared across duplicate installs). */
+export const transportSymbol: unique symbol = Symbol.for('@dinfer/transport') as never;
+
+/**
+ * One message on the wire: a small JSON header and zero or more binary attachments.
+ * The header is a discriminated union on `type` (see `protocol/messages.ts`); transports
+ * treat it as opaque JSON and never evaluate it.
+ */
+export interface Envelope {
+  /** JSON-serialisable header; `type` discriminates the message kind. */
+  readonly header: MessageHeader;
+  /** Raw binary attachments, e.g. tensor bytes. Sent as-is, never JSON-encoded. */
+  readonly attachments: readonly Uint8Array[];
+}
+
+/** The minimum every header carries. */
+export interface MessageHeader {
+  readonly type: string;
+  readonly [key: string]: unknown;
+}
+
+/** Per-call options for {@link Connection.request}. */
+export interface RequestOptions {
+  /** Aborts the request; its promise rejects with `DINFER_ERR_ABORTED`. */
+  signal?: AbortSignal | undefined;
+  /** Rejects with `DINFER_ERR_TIMEOUT` when no reply arrives in time. Default: the connection's. */
+  timeoutMs?: number | undefined;
+}
+
+/** Context handed to a request handler. */
+export interface RequestContext {
+  /** Aborted when the connection closes or the requester gives up (where the transport can tell). */
+  readonly signal: AbortSignal;
+  /** The connection the request arrived on. */
+  readonly connection: Connection;
+}
+
+/** Answers requests arriving on a connection. A thrown error reaches the requester as `DINFER_ERR_REMOTE`. */
+export type RequestHandler = (request: Envelope, context: RequestContext) => Promise<Envelope>;
+
+/** Receives one-way messages, in the order they were sent. */
+export type MessageHandler = (message: Envelope, connection: Connection) => void;
+
+/**
+ * A bidirectional, authenticated link between two peers. Requests are matched to replies by
+ * id, and many may be in flight at once. When the connection closes (either side, or the
+ * link drops), every pending request rejects with `DINFER_ERR_TRANSPORT_CLOSED` and
+ * {@link Connection.closed} resolves.
+ */
+export interface Connection {
+  /** Unique id of this connection within the process. */
+  readonly id: string;
+  /** The remote peer's address, for logs. */
+  readonly remoteAddress: string;
+  /** True until the connection closes. */
+  readonly isOpen: boolean;
+  /** Sends a one-way message. Resolves once it is handed to the OS (backpressure respected). */
+  send(message: Envelope, options?: { signal?: AbortSignal | undefined }): Promise<void>;
+  /** Sends a request and resolves with the peer's reply. */
+  request(message: Envelope, options?: RequestOptions): Promise<Envelope>;
+  /** Installs the handler for incoming requests (one per connection; replaces the previous). */
+  onRequest(handler: RequestHandler): void;
+  /** Installs the handler for incoming one-way messages (one per connection). */
+  onMessage(handler: MessageHandler): void;
+  /** Closes the connection; pending requests on both sides fail. Idempotent. */
+  close(reason?: DinferError): Promise<void>;
+  /** Resolves when the connection has closed, with the error that closed it (undefined for a clean close). */
+  readonly closed: Promise<DinferError | undefined>;
+}
+
+/** A listening endpoint. */
+export interface Listener {
+  /** The address actually bound (with the real port when 0 was asked for), dialable by peers. */
+  readonly address: string;
+  /** Stops accepting and closes every connection it accepted. */
+  close(): Promise<void>;
+}
+
+/** Options for {@link Transport.listen}. */
+export interface ListenOptions {
+  signal?: AbortSignal | undefined;
+}
+
+/** Options for {@link Transport.dial}. */
+export interface DialOptions {
+  signal?: AbortSignal | undefined;
+}
+
+/** Collaborators injected into every transport factory. */
+export interface TransportComponents {
+  logger?: Logger | undefined;
+  metrics?: Metrics | undefined;
+}
+
+/** What a transport implementation promises; the compliance suite skips what is not claimed. */
+export interface TransportCapabilities {
+  /** A dialed connection survives the listener restarting (the transport redials by itself). */
+  readonly reconnects: boolean;
+  /** Largest frame (header + attachments) the transport accepts, in bytes. */
+  readonly maxFrameBytes: number;
+}
+
+/**
+ * The transport extension point. Create implementations through factories
+ * (`tcpTransport(options)`); check foreign objects with {@link isTransport}.
+ */
+export interface Transport {
+  readonly [transportSymbol]: true;
+  /** Short name for logs and metrics, e.g. `tcp`. */
+  readonly name: string;
+  /** What this transport claims to support. */
+  readonly capabilities: TransportCapabilities;
+  /** Listens on `address` (`host:port`, or a transport-specific form); `onConnection` gets every authenticated connection. */
+  listen(
+    address: string,
+    onConnection: (connection: Connection) => void,
+    options?: ListenOptions,
+  ): Promise<Listener>;
+  /** Dials `address` and resolves with an authenticated connection. */
+  dial(address: string, options?: DialOptions): Promise<Connection>;
+}
+
+/** True when `value` is a dinfer {@link Transport}, even from another copy of this package. */
+export function isTransport(value: unknown): value is Transport {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[transportSymbol] === true
+  );
+}

@@ -1,0 +1,6 @@
+/**
+ * Runnable dinfer examples: generated models, demos and benchmarks.
+ *
+ * @packageDocumentation
+ */
+export {};
