@@ -1,0 +1,23 @@
+/**
+ * Static analysis of a LayersModel: per-layer cost and, for every cut position, the tensors
+ * that would cross it.
+ *
+ * @module
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { buildModelGraph } from './graph.js';
+import { analyzeGraph } from './graph-analysis.js';
+import type { ModelAnalysis } from './types.js';
+
+/**
+ * Analyses a LayersModel: for each layer of `model.layers` its class, output shapes, params,
+ * weight bytes and a FLOPs estimate (see flops.ts), and for every cut position `k` in
+ * `1 .. L-1` the tensors crossing it (see {@link CutInfo}). Tensor names follow the scheme
+ * in tensor-names.ts. A cut is `valid` when both sides hold a computing layer (InputLayers do
+ * not count) and no layer before it reads a tensor computed after it.
+ *
+ * @throws DinferError PARTITION_UNSUPPORTED when the graph cannot be walked.
+ */
+export function analyzeModel(model: tf.LayersModel): ModelAnalysis {
+  return analyzeGraph(buildModelGraph(model));
+}

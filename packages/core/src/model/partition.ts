@@ -1,0 +1,227 @@
+/**
+ * Splits a LayersModel into pipeline stages at given cut indices.
+ *
+ * Stage `i` holds layers `[cuts[i-1], cuts[i])` (with `cuts[-1] = 0`, `cuts[n] = L`). It is a
+ * standalone `tf.LayersModel` built by re-applying the SAME layer objects (weights shared, not
+ * copied) to fresh `tf.input()` placeholders, node by node, following the original model's
+ * graph snapshot (graph.ts), so the extra nodes that stage models add to shared layers are
+ * never followed.
+ *
+ * Signatures:
+ * - stage 0 takes the model inputs, in model order;
+ * - stage `i > 0` takes exactly what stage `i - 1` emits: the tensors crossing `cuts[i-1]`;
+ * - stage `i < n` emits the tensors crossing `cuts[i]`; the last stage emits the model outputs
+ *   in model order.
+ * A tensor computed in stage `a` and read in stage `b > a + 1` (a long skip connection, a model
+ * input read late, a model output computed early) crosses every cut in between, so the stages
+ * in between take it as an input and emit it unchanged: Keras functional models allow an
+ * input to be an output too, so no custom layer is needed and stage artifacts load with plain
+ * `tf.loadLayersModel`.
+ *
+ * Stage models name their `InputLayer`s with {@link kerasSafeName} of the tensor name; the
+ * {@link TensorSpec} names in `inputs`/`outputs` are the scheme names, in the stage model's
+ * own input/output order.
+ *
+ * @module
+ */
+import * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import { buildModelGraph, type GraphTensor, isInputLayer, type ModelGraph, specOf } from './graph.js';
+import { analyzeGraph, crossingTensors, layerWeightBytes, stageHasComputingLayer } from './graph-analysis.js';
+import { kerasSafeName } from './tensor-names.js';
+import type { ModelAnalysis, TensorSpec } from './types.js';
+
+/** One stage of a {@link Partition}. */
+export interface PartitionStage {
+  /** Position of the stage in the pipeline, from 0. */
+  readonly index: number;
+  /** The original model's layers it holds: `[start, end)` indices into `model.layers`. */
+  readonly layers: readonly [start: number, end: number];
+  /** The standalone stage model (layers and weights shared with the original model). */
+  readonly model: tf.LayersModel;
+  /** What the stage reads, in the stage model's input order. */
+  readonly inputs: readonly TensorSpec[];
+  /** What the stage emits, in the stage model's output order. */
+  readonly outputs: readonly TensorSpec[];
+  /** Bytes of the weights of the layers this stage holds. */
+  readonly weightBytes: number;
+}
+
+/** A model split into pipeline stages. */
+export interface Partition {
+  /** The analysis of the original model. */
+  readonly analysis: ModelAnalysis;
+  /** The cut indices used, strictly increasing. */
+  readonly cuts: readonly number[];
+  readonly stages: readonly PartitionStage[];
+  /** The original model's inputs (same as `analysis.inputs`). */
+  readonly inputs: readonly TensorSpec[];
+  /** The original model's outputs (same as `analysis.outputs`). */
+  readonly outputs: readonly TensorSpec[];
+}
+
+function describeValidCuts(valid: readonly number[]): string {
+  if (valid.length === 0) return 'none';
+  const ranges: string[] = [];
+  let start = valid[0]!;
+  let prev = start;
+  for (const k of [...valid.slice(1), Number.NaN]) {
+    if (k === prev + 1) {
+      prev = k;
+      continue;
+    }
+    ranges.push(start === prev ? `${start}` : `${start}-${prev}`);
+    start = k;
+    prev = k;
+  }
+  return ranges.join(', ');
+}
+
+function validateCuts(graph: ModelGraph, analysis: ModelAnalysis, cuts: readonly number[]): void {
+  const count = graph.layers.length;
+  const validCuts = analysis.cuts.filter((c) => c.valid).map((c) => c.index);
+  const allowed = `cuts must be integers in 1..${count - 1}, strictly increasing, each leaving a computing layer on both sides; valid cut positions for "${graph.name}": ${describeValidCuts(validCuts)}`;
+  const fail = (cut: unknown, position: number, why: string) =>
+    new DinferError(
+      DinferErrorCode.PARTITION_INVALID_CUT,
+      `invalid cut ${String(cut)} at position ${position}: ${why}; ${allowed}`,
+      {
+        details: { cut, position, cuts: [...cuts], layers: count, validCuts },
+      },
+    );
+  if (!Array.isArray(cuts)) throw fail(cuts, 0, 'cuts must be an array');
+  let previous = 0;
+  cuts.forEach((cut, position) => {
+    if (typeof cut !== 'number' || !Number.isInteger(cut)) throw fail(cut, position, 'not an integer');
+    if (cut < 1 || cut > count - 1) throw fail(cut, position, `out of range 1..${count - 1}`);
+    if (cut <= previous) throw fail(cut, position, `not greater than the previous cut ${previous}`);
+    const info = analysis.cuts[cut - 1];
+    if (!info?.valid)
+      throw fail(
+        cut,
+        position,
+        'a side would have no computing layer, or a layer before it reads a tensor computed after it',
+      );
+    if (!stageHasComputingLayer(graph, previous, cut)) {
+      throw fail(cut, position, `stage [${previous}, ${cut}) would hold no computing layer`);
+    }
+    previous = cut;
+  });
+  if (cuts.length > 0 && !stageHasComputingLayer(graph, previous, count)) {
+    throw fail(
+      cuts[cuts.length - 1],
+      cuts.length - 1,
+      `the last stage [${previous}, ${count}) would hold no computing layer`,
+    );
+  }
+}
+
+function buildStage(
+  graph: ModelGraph,
+  index: number,
+  start: number,
+  end: number,
+  inputs: readonly GraphTensor[],
+  outputs: readonly GraphTensor[],
+): PartitionStage {
+  const symbolic = new Map<string, tf.SymbolicTensor>();
+  const usedNames = new Set<string>();
+  for (let i = start; i < end; i++) usedNames.add(graph.layers[i]!.name);
+  const placeholders = inputs.map((tensor) => {
+    let name = kerasSafeName(tensor.name);
+    for (let n = 1; usedNames.has(name); n++) name = `${kerasSafeName(tensor.name)}_${n}`;
+    usedNames.add(name);
+    const placeholder = tf.input({ batchShape: [...tensor.shape], dtype: tensor.dtype as tf.DataType, name });
+    symbolic.set(tensor.key, placeholder);
+    return placeholder;
+  });
+
+  for (const node of graph.nodes) {
+    if (node.layerIndex < start || node.layerIndex >= end || isInputLayer(node.layer)) continue;
+    const args = node.inputs.map((t) => {
+      const value = symbolic.get(t.key);
+      if (!value) {
+        throw new DinferError(
+          DinferErrorCode.INTERNAL,
+          `stage ${index}: tensor "${t.name}" needed by layer "${node.layer.name}" is not available`,
+          { details: { stage: index, tensor: t.name, layer: node.layer.name } },
+        );
+      }
+      return value;
+    });
+    const kwargs = { ...(node.node.callArgs ?? {}) };
+    const result = node.layer.apply(args.length === 1 ? args[0]! : args, kwargs) as
+      | tf.SymbolicTensor
+      | tf.SymbolicTensor[];
+    const produced = Array.isArray(result) ? result : [result];
+    node.outputs.forEach((t, k) => {
+      const value = produced[k];
+      if (!value) {
+        throw new DinferError(
+          DinferErrorCode.INTERNAL,
+          `layer "${node.layer.name}" returned too few outputs`,
+          {
+            details: { layer: node.layer.name },
+          },
+        );
+      }
+      symbolic.set(t.key, value);
+    });
+  }
+
+  const stageOutputs = outputs.map((t) => {
+    const value = symbolic.get(t.key);
+    if (!value) {
+      throw new DinferError(DinferErrorCode.INTERNAL, `stage ${index} cannot produce "${t.name}"`, {
+        details: { stage: index, tensor: t.name },
+      });
+    }
+    return value;
+  });
+  const model = tf.model({
+    inputs: placeholders,
+    outputs: stageOutputs,
+    name: `${graph.name}_stage${index}`,
+  });
+  const seen = new Set<tf.layers.Layer>();
+  let weightBytes = 0;
+  for (let i = start; i < end; i++) {
+    const layer = graph.layers[i]!;
+    if (seen.has(layer)) continue;
+    seen.add(layer);
+    weightBytes += layerWeightBytes(layer);
+  }
+  return {
+    index,
+    layers: [start, end],
+    model,
+    inputs: inputs.map(specOf),
+    outputs: outputs.map(specOf),
+    weightBytes,
+  };
+}
+
+/**
+ * Splits `model` at `cuts` into `cuts.length + 1` standalone stage models (see the module
+ * documentation for the signatures). An empty `cuts` gives one stage equivalent to the model.
+ *
+ * @throws DinferError PARTITION_INVALID_CUT when a cut is not an integer, out of `1..L-1`, not
+ *   strictly increasing, leaves a stage without a computing layer, or is not causal (a shared
+ *   layer re-applied after a later layer); `details.cut` names the offending cut.
+ * @throws DinferError PARTITION_UNSUPPORTED when the model graph cannot be walked.
+ */
+export function partitionModel(model: tf.LayersModel, cuts: readonly number[]): Partition {
+  const graph = buildModelGraph(model);
+  const analysis = analyzeGraph(graph);
+  validateCuts(graph, analysis, cuts);
+  const bounds = [0, ...cuts, graph.layers.length];
+  const stages: PartitionStage[] = [];
+  for (let i = 0; i + 1 < bounds.length; i++) {
+    const start = bounds[i]!;
+    const end = bounds[i + 1]!;
+    const inputs = i === 0 ? graph.inputs : crossingTensors(graph, start);
+    const outputs = i + 2 === bounds.length ? graph.outputs : crossingTensors(graph, end);
+    stages.push(buildStage(graph, i, start, end, inputs, outputs));
+  }
+  return { analysis, cuts: [...cuts], stages, inputs: analysis.inputs, outputs: analysis.outputs };
+}
