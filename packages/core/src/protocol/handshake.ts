@@ -51,7 +51,9 @@ export type HandshakeMessage = HelloMessage | AuthMessage | WelcomeMessage | Rej
 const NONCE_BYTES = 32;
 
 function proof(token: string, role: 'client' | 'server', first: string, second: string): string {
-  return createHmac('sha256', token).update(`dinfer/${PROTOCOL_VERSION} ${role} ${first} ${second}`).digest('base64');
+  return createHmac('sha256', token)
+    .update(`dinfer/${PROTOCOL_VERSION} ${role} ${first} ${second}`)
+    .digest('base64');
 }
 
 function safeEqual(a: string, b: string): boolean {
@@ -98,7 +100,10 @@ export class ListenerHandshake {
     if (!isNonce(m.nonce) || typeof m.proof !== 'string') {
       throw new DinferError(DinferErrorCode.PROTOCOL, 'malformed auth message');
     }
-    if (this.#token !== undefined && !safeEqual(m.proof, proof(this.#token, 'client', this.#nonce, m.nonce))) {
+    if (
+      this.#token !== undefined &&
+      !safeEqual(m.proof, proof(this.#token, 'client', this.#nonce, m.nonce))
+    ) {
       throw new DinferError(DinferErrorCode.AUTH_FAILED, 'cluster token proof did not verify');
     }
     const serverProof = this.#token === undefined ? '' : proof(this.#token, 'server', m.nonce, this.#nonce);
@@ -149,7 +154,10 @@ export class DialerHandshake {
     if (this.#token === undefined) return;
     const expected = proof(this.#token, 'server', this.#nonce, this.#serverNonce);
     if (typeof m.proof !== 'string' || !safeEqual(m.proof, expected)) {
-      throw new DinferError(DinferErrorCode.AUTH_FAILED, 'listener could not prove it holds the cluster token');
+      throw new DinferError(
+        DinferErrorCode.AUTH_FAILED,
+        'listener could not prove it holds the cluster token',
+      );
     }
   }
 }

@@ -4,4 +4,8 @@
  *
  * @packageDocumentation
  */
-export {};
+
+export * from './memory-channel.js';
+export * from './memory-transport.js';
+export * from './scheduler-suite.js';
+export * from './transport-suite.js';

@@ -1,0 +1,225 @@
+/**
+ * An in-process {@link Transport}: listeners live in a {@link MemoryNetwork}, dialing one
+ * creates a pair of in-memory frame channels, and the rest (handshake, requests, limits) is
+ * the same shared code every real transport uses. For tests, examples and single-process
+ * clusters.
+ *
+ * @module
+ */
+import { authenticateDialerSide, authenticateListenerSide } from '../connection/authenticate.js';
+import { createChannelConnection } from '../connection/channel-connection.js';
+import type { FrameChannel } from '../connection/frame-channel.js';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import {
+  type Connection,
+  type DialOptions,
+  type Listener,
+  type ListenOptions,
+  type Transport,
+  type TransportCapabilities,
+  transportSymbol,
+} from '../transport.js';
+import { DEFAULT_MEMORY_MAX_FRAME_BYTES, injectMemoryGarbage, memoryChannelPair } from './memory-channel.js';
+
+/** What a dialer tells a listener when it connects. */
+export interface MemoryDialInfo {
+  /** The dialer's own frame limit (its end of the channel enforces it). */
+  readonly maxFrameBytes: number;
+  /** Name the listener sees as the dialer's address. */
+  readonly address: string;
+}
+
+/** A bound listener's entry point: creates the channel pair and returns the dialer's end. */
+export type MemoryAcceptor = (dialer: MemoryDialInfo) => FrameChannel;
+type Acceptor = MemoryAcceptor;
+
+/**
+ * A namespace of in-memory addresses. Transports sharing a network can reach each other;
+ * pass a fresh one to isolate tests. {@link defaultMemoryNetwork} is used when none is given.
+ */
+export class MemoryNetwork {
+  readonly #listeners = new Map<string, Acceptor>();
+  #auto = 0;
+
+  /** Binds `name` (`0` picks a fresh unique name). Throws `DINFER_ERR_TRANSPORT_CONNECT` when taken. */
+  bind(name: string, accept: Acceptor): string {
+    let bound = name;
+    if (name === '0') {
+      do {
+        this.#auto += 1;
+        bound = `auto-${this.#auto}`;
+      } while (this.#listeners.has(bound));
+    }
+    if (this.#listeners.has(bound)) {
+      throw new DinferError(
+        DinferErrorCode.TRANSPORT_CONNECT,
+        `memory address memory:${bound} is already in use`,
+      );
+    }
+    this.#listeners.set(bound, accept);
+    return bound;
+  }
+
+  /** Releases `name` if `accept` still holds it. */
+  unbind(name: string, accept: Acceptor): void {
+    if (this.#listeners.get(name) === accept) this.#listeners.delete(name);
+  }
+
+  /** The acceptor bound to `name`, if any. */
+  lookup(name: string): Acceptor | undefined {
+    return this.#listeners.get(name);
+  }
+}
+
+/** The network used by memory transports that are given none. */
+export const defaultMemoryNetwork: MemoryNetwork = new MemoryNetwork();
+
+/** Options for {@link memoryTransport}. */
+export interface MemoryTransportOptions {
+  /** Cluster token; both ends must hold the same one. `undefined` disables authentication. */
+  token?: string | undefined;
+  /** Largest frame sent or accepted (UTF-8 JSON header + attachments). Default 64 MiB + 64 KiB. */
+  maxFrameBytes?: number | undefined;
+  /** Where addresses live. Default {@link defaultMemoryNetwork}. */
+  network?: MemoryNetwork | undefined;
+  /** Handshake timeout in ms. Default 10 000. */
+  handshakeTimeoutMs?: number | undefined;
+  /** Default request timeout in ms. Default 30 000. */
+  requestTimeoutMs?: number | undefined;
+  /** Handshake failures and connection events. Default silent. */
+  logger?: Logger | undefined;
+  /** Passed to every connection (see `createChannelConnection`). Default no-op. */
+  metrics?: Metrics | undefined;
+}
+
+const PREFIX = 'memory:';
+let dialerCounter = 0;
+
+function parseAddress(address: string): string {
+  if (typeof address !== 'string' || !address.startsWith(PREFIX) || address.length === PREFIX.length) {
+    throw new DinferError(
+      DinferErrorCode.INVALID_ARGUMENT,
+      `memory addresses look like memory:<name>, got ${JSON.stringify(address)}`,
+    );
+  }
+  return address.slice(PREFIX.length);
+}
+
+function abortError(signal: AbortSignal, what: string): DinferError {
+  return new DinferError(DinferErrorCode.ABORTED, `${what} aborted`, { cause: signal.reason });
+}
+
+/**
+ * Creates an in-memory transport. Addresses are `memory:<name>`; `memory:0` binds a fresh
+ * unique name (read it from `listener.address`). Connections authenticate with the same
+ * HMAC handshake as real transports and enforce `maxFrameBytes` on both ends. It does not
+ * reconnect.
+ */
+export function memoryTransport(options: MemoryTransportOptions = {}): Transport {
+  const network = options.network ?? defaultMemoryNetwork;
+  const maxFrameBytes = options.maxFrameBytes ?? DEFAULT_MEMORY_MAX_FRAME_BYTES;
+  if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes <= 0) {
+    throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxFrameBytes must be a positive integer');
+  }
+  const logger = options.logger ?? silentLogger;
+  const connectionOptions = {
+    defaultTimeoutMs: options.requestTimeoutMs,
+    logger,
+    metrics: options.metrics,
+  };
+  const handshake = { timeoutMs: options.handshakeTimeoutMs };
+  const capabilities: TransportCapabilities = { reconnects: false, maxFrameBytes };
+
+  async function listen(
+    address: string,
+    onConnection: (connection: Connection) => void,
+    listenOptions: ListenOptions = {},
+  ): Promise<Listener> {
+    const name = parseAddress(address);
+    if (listenOptions.signal?.aborted) throw abortError(listenOptions.signal, 'listen');
+    const channels = new Set<FrameChannel>();
+    const connections = new Set<Connection>();
+    let open = true;
+    let bound = '';
+    const accept: Acceptor = (dialer) => {
+      const [channel, dialerEnd] = memoryChannelPair({
+        maxFrameBytes: [maxFrameBytes, dialer.maxFrameBytes],
+        addresses: [dialer.address, `${PREFIX}${bound}`],
+      });
+      channels.add(channel);
+      channel.onClose(() => channels.delete(channel));
+      authenticateListenerSide(channel, options.token, handshake).then(
+        (authenticated) => {
+          if (!open) {
+            authenticated.close();
+            return;
+          }
+          const connection = createChannelConnection(authenticated, connectionOptions);
+          connections.add(connection);
+          void connection.closed.then(() => connections.delete(connection));
+          onConnection(connection);
+        },
+        (error: unknown) =>
+          logger.warn(
+            { err: (error as Error).message, remoteAddress: channel.remoteAddress },
+            'handshake failed',
+          ),
+      );
+      return dialerEnd;
+    };
+    bound = network.bind(name, accept);
+    return {
+      address: `${PREFIX}${bound}`,
+      async close() {
+        if (!open) return;
+        open = false;
+        network.unbind(bound, accept);
+        for (const channel of channels) channel.close();
+        await Promise.all([...connections].map((connection) => connection.close()));
+      },
+    };
+  }
+
+  async function dial(address: string, dialOptions: DialOptions = {}): Promise<Connection> {
+    const name = parseAddress(address);
+    const signal = dialOptions.signal;
+    if (signal?.aborted) throw abortError(signal, 'dial');
+    const accept = network.lookup(name);
+    if (accept === undefined) {
+      throw new DinferError(DinferErrorCode.TRANSPORT_CONNECT, `nothing listens on ${address}`, {
+        details: { address },
+      });
+    }
+    dialerCounter += 1;
+    const local = accept({ maxFrameBytes, address: `${PREFIX}dialer-${dialerCounter}` });
+    const authenticated = await authenticateDialerSide(local, options.token, { ...handshake, signal });
+    return createChannelConnection(authenticated, connectionOptions);
+  }
+
+  return { [transportSymbol]: true, name: 'memory', capabilities, listen, dial };
+}
+
+/**
+ * Opens a raw, unauthenticated link to the memory listener at `address` and sends it a
+ * broken frame (see `injectMemoryGarbage`). Resolves once the listener has closed the link:
+ * the `sendRawGarbage` hook of the transport suite for the memory transport.
+ */
+export function sendMemoryGarbage(
+  address: string,
+  kind: 'malformed' | 'oversize',
+  network: MemoryNetwork = defaultMemoryNetwork,
+): Promise<void> {
+  const accept = network.lookup(parseAddress(address));
+  if (accept === undefined) {
+    return Promise.reject(
+      new DinferError(DinferErrorCode.TRANSPORT_CONNECT, `nothing listens on ${address}`),
+    );
+  }
+  const raw = accept({ maxFrameBytes: DEFAULT_MEMORY_MAX_FRAME_BYTES, address: `${PREFIX}garbage` });
+  const closed = new Promise<void>((resolve) => raw.onClose(() => resolve()));
+  raw.onEnvelope(() => {});
+  injectMemoryGarbage(raw, kind);
+  return closed;
+}
