@@ -1,5 +1,33 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from './errors.js';
+
+const requireFromHere = createRequire(import.meta.url);
+
+/**
+ * tfjs-node(-gpu) installs without its native binding when its install script cannot
+ * download libtensorflow. Importing it then fails only after registering hundreds of kernels
+ * (with a warning each), so look for the binding first and skip the import when it is absent.
+ */
+function nativeBindingProblem(pkg: string): string | undefined {
+  let root: string;
+  try {
+    root = dirname(requireFromHere.resolve(`${pkg}/package.json`));
+  } catch {
+    return 'not installed';
+  }
+  const lib = join(root, 'lib');
+  const found =
+    existsSync(lib) &&
+    readdirSync(lib).some(
+      (dir) => dir.startsWith('napi-v') && existsSync(join(lib, dir, 'tfjs_binding.node')),
+    );
+  return found
+    ? undefined
+    : 'installed without its native binding (its install script did not fetch libtensorflow)';
+}
 
 /** The backends dinfer can run on, fastest first. `tensorflow` means tfjs-node(-gpu). */
 export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
@@ -33,6 +61,8 @@ const candidates: readonly Candidate[] = [
     name: 'tensorflow',
     source: '@tensorflow/tfjs-node-gpu',
     load: async () => {
+      const problem = nativeBindingProblem('@tensorflow/tfjs-node-gpu');
+      if (problem) throw new Error(problem);
       await import(/* @vite-ignore */ '@tensorflow/tfjs-node-gpu' as string);
     },
   },
@@ -40,6 +70,8 @@ const candidates: readonly Candidate[] = [
     name: 'tensorflow',
     source: '@tensorflow/tfjs-node',
     load: async () => {
+      const problem = nativeBindingProblem('@tensorflow/tfjs-node');
+      if (problem) throw new Error(problem);
       await import(/* @vite-ignore */ '@tensorflow/tfjs-node' as string);
     },
   },

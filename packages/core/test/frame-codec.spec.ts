@@ -172,6 +172,8 @@ describe('FrameDecoder', () => {
     }));
     const out = new FrameDecoder().push(join(envelopes.flatMap((e) => encodeFrame(e))));
     expectSame(out, envelopes);
+    // Small frames come from Node's buffer pool, whose slices are 8-byte aligned too.
+    for (const envelope of out) expect(envelope.attachments[0]!.byteOffset % 8).toBe(0);
   });
 
   it('hands out 8-byte-aligned attachment views', () => {

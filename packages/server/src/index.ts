@@ -1,4 +1,5 @@
 /**
  * @packageDocumentation
  */
-export {};
+export * from './errors-to-http.js';
+export * from './http/api.js';

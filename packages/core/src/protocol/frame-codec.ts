@@ -328,7 +328,8 @@ export class FrameDecoder {
       const chunk = this.#chunks[used]!;
       const left = chunk.byteLength - this.#offset;
       const take = Math.min(n - filled, left);
-      out.set(chunk.subarray(this.#offset, this.#offset + take), filled);
+      if (take === chunk.byteLength) out.set(chunk, filled);
+      else out.set(chunk.subarray(this.#offset, this.#offset + take), filled);
       filled += take;
       if (take === left) {
         used++;

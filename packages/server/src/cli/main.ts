@@ -1,2 +1,9 @@
 #!/usr/bin/env node
-console.log('dinfer');
+/**
+ * The `dinfer` executable: `dinfer up | master | worker | inspect | plan | split`. See `dinfer --help`.
+ *
+ * @module
+ */
+import { runCli } from './program.js';
+
+process.exitCode = await runCli(process.argv);

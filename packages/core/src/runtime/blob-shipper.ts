@@ -1,0 +1,104 @@
+/**
+ * Ships a content-addressed blob to a worker: asks what it already holds, resumes a partial
+ * transfer from the last acknowledged byte, sends deflated chunks, and relies on the worker
+ * to verify the SHA-256 before it marks the blob complete.
+ *
+ * @module
+ */
+import { deflateRawSync } from 'node:zlib';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import type { Connection } from '../transport.js';
+import { parseRuntimeMessage } from './messages.js';
+
+/** Options for {@link shipBlob}. */
+export interface ShipBlobOptions {
+  /** Raw bytes per chunk. Default 1 MiB. */
+  readonly chunkBytes?: number | undefined;
+  /** Deflate chunks (kept only when smaller). Default true. */
+  readonly compress?: boolean | undefined;
+  readonly signal?: AbortSignal | undefined;
+  /** Per-chunk request timeout in ms. Default 60 s. */
+  readonly timeoutMs?: number | undefined;
+  /** Called after each acknowledged chunk with raw bytes the worker holds. */
+  readonly onProgress?: ((receivedBytes: number, totalBytes: number) => void) | undefined;
+}
+
+/** What a shipment cost. */
+export interface ShipBlobResult {
+  /** Bytes put on the wire for chunk payloads (after compression). */
+  readonly wireBytes: number;
+  /** Raw bytes that had to be sent (0 when the worker already had the blob). */
+  readonly rawBytes: number;
+  /** Where the transfer started (non-zero when it resumed a partial blob). */
+  readonly resumedFrom: number;
+}
+
+/** Ships `bytes` (whose hex SHA-256 is `sha256`) to the worker on `connection`. */
+export async function shipBlob(
+  connection: Connection,
+  sha256: string,
+  bytes: Uint8Array,
+  options: ShipBlobOptions = {},
+): Promise<ShipBlobResult> {
+  const chunkBytes = options.chunkBytes ?? 1 << 20;
+  const compress = options.compress ?? true;
+  const requestOptions = { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 };
+  const statusReply = await connection.request(
+    { header: { type: 'blob.status', blobs: [sha256] }, attachments: [] },
+    requestOptions,
+  );
+  const status = parseRuntimeMessage(statusReply.header, 'blob.status.result');
+  if (!status.missing.includes(sha256) && !status.partial.some((p) => p.sha256 === sha256)) {
+    options.onProgress?.(bytes.byteLength, bytes.byteLength);
+    return { wireBytes: 0, rawBytes: 0, resumedFrom: bytes.byteLength };
+  }
+  const resumedFrom = Math.min(
+    status.partial.find((p) => p.sha256 === sha256)?.receivedBytes ?? 0,
+    bytes.byteLength,
+  );
+  let offset = resumedFrom;
+  let wireBytes = 0;
+  do {
+    const end = Math.min(offset + chunkBytes, bytes.byteLength);
+    const raw = bytes.subarray(offset, end);
+    let payload: Uint8Array = raw;
+    let compression: 'none' | 'deflate' = 'none';
+    if (compress && raw.byteLength > 0) {
+      const deflated = deflateRawSync(raw, { level: 6 });
+      if (deflated.byteLength < raw.byteLength) {
+        payload = deflated;
+        compression = 'deflate';
+      }
+    }
+    const final = end === bytes.byteLength;
+    const reply = await connection.request(
+      {
+        header: {
+          type: 'blob.chunk',
+          sha256,
+          offset,
+          rawBytes: raw.byteLength,
+          totalBytes: bytes.byteLength,
+          compression,
+          final,
+        },
+        attachments: [payload],
+      },
+      requestOptions,
+    );
+    const ack = parseRuntimeMessage(reply.header, 'blob.ack');
+    if (ack.sha256 !== sha256 || ack.receivedBytes !== end) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `worker acknowledged ${ack.receivedBytes} bytes of blob ${sha256.slice(0, 12)}, expected ${end}`,
+      );
+    }
+    wireBytes += payload.byteLength;
+    offset = end;
+    options.onProgress?.(offset, bytes.byteLength);
+    if (final && !ack.complete) {
+      throw new DinferError(DinferErrorCode.PROTOCOL, `worker did not complete blob ${sha256.slice(0, 12)}`);
+    }
+  } while (offset < bytes.byteLength);
+  return { wireBytes, rawBytes: bytes.byteLength - resumedFrom, resumedFrom };
+}

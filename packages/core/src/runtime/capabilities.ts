@@ -1,0 +1,96 @@
+/**
+ * What a worker declares about itself when it joins: backend, cores, memory and a measured
+ * speed score.
+ *
+ * @module
+ */
+import { availableParallelism, totalmem } from 'node:os';
+import * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import type { WorkerCapabilities } from '../scheduler.js';
+
+/** Share of the machine's memory a worker offers when no budget is given. */
+export const DEFAULT_MEMORY_FRACTION = 0.5;
+
+/** Options for {@link measureCapabilities}. */
+export interface MeasureCapabilitiesOptions {
+  /** Memory the worker offers, in bytes. Default: half of `os.totalmem()`. */
+  readonly memoryBytes?: number | undefined;
+  /** Time budget of the speed benchmark, in ms (at least one timed run happens). Default 200. */
+  readonly benchmarkMs?: number | undefined;
+  /** Side of the square matrices multiplied by the benchmark. Default 256. */
+  readonly matrixSize?: number | undefined;
+}
+
+/** Result of {@link benchmarkMatmul}. */
+export interface MatmulBenchmark {
+  /** Measured speed in GFLOP/s (2·n³ operations per n×n product). */
+  readonly gflops: number;
+  /** Timed products. */
+  readonly runs: number;
+  /** Total timed milliseconds. */
+  readonly elapsedMs: number;
+}
+
+/**
+ * Times n×n float32 matrix products on the active TF.js backend for about `budgetMs`
+ * (after one untimed warm-up) and reports GFLOP/s. Leaves no tensors behind.
+ */
+export async function benchmarkMatmul(budgetMs = 200, n = 256): Promise<MatmulBenchmark> {
+  if (!Number.isFinite(budgetMs) || budgetMs <= 0 || !Number.isInteger(n) || n < 1 || n > 4096) {
+    throw new DinferError(
+      DinferErrorCode.INVALID_ARGUMENT,
+      'benchmark needs budgetMs > 0 and 1 <= n <= 4096',
+      {
+        details: { budgetMs, n },
+      },
+    );
+  }
+  const a = tf.randomUniform([n, n], -1, 1, 'float32', 1);
+  const b = tf.randomUniform([n, n], -1, 1, 'float32', 2);
+  try {
+    const product = async (): Promise<void> => {
+      const c = tf.matMul(a, b);
+      await c.data(); // forces the work on asynchronous backends
+      c.dispose();
+    };
+    await product();
+    let runs = 0;
+    const start = performance.now();
+    let elapsedMs = 0;
+    do {
+      await product();
+      runs += 1;
+      elapsedMs = performance.now() - start;
+    } while (elapsedMs < budgetMs);
+    const gflops = (2 * n * n * n * runs) / (elapsedMs * 1e6);
+    return { gflops, runs, elapsedMs };
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
+}
+
+/**
+ * Measures this process's {@link WorkerCapabilities}: the active TF.js backend (initialise it
+ * first, e.g. with `initBackend()`), `os.availableParallelism()` cores, the memory budget,
+ * and a score equal to the GFLOP/s of a short matmul benchmark (~`benchmarkMs`).
+ */
+export async function measureCapabilities(
+  options: MeasureCapabilitiesOptions = {},
+): Promise<WorkerCapabilities> {
+  const memoryBytes = options.memoryBytes ?? Math.floor(totalmem() * DEFAULT_MEMORY_FRACTION);
+  if (!Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
+    throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'memoryBytes must be a non-negative integer', {
+      details: { memoryBytes },
+    });
+  }
+  await tf.ready();
+  const { gflops } = await benchmarkMatmul(options.benchmarkMs ?? 200, options.matrixSize ?? 256);
+  return {
+    backend: tf.getBackend(),
+    cores: Math.max(1, availableParallelism()),
+    memoryBytes,
+    score: Math.round(gflops * 1000) / 1000,
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * A model prepared for the cluster: partitioned at its cuts, each stage serialised into two
+ * content-addressed blobs (model.json and weights), with what placing a stage requires.
+ *
+ * @module
+ */
+import type * as tf from '@tensorflow/tfjs';
+import { analyzeModel } from '../model/analyze.js';
+import { type Partition, type PartitionStage, partitionModel } from '../model/partition.js';
+import { runStage } from '../model/run-partition.js';
+import type { ModelAnalysis } from '../model/types.js';
+import type { StageRequirement } from '../scheduler.js';
+import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
+import type { TensorData } from '../tensor/types.js';
+import type { ServedModel } from './inference-service.js';
+import { type StageKey, stageKey } from './messages.js';
+import { stageToBlobs } from './stage-artifacts.js';
+
+/** Everything needed to deploy one model version. */
+export interface DeploymentSpec {
+  /** Name clients use to address the model. */
+  readonly name: string;
+  /** Version label. Default `1`. */
+  readonly version?: string | undefined;
+  readonly model: tf.LayersModel;
+  /** Cut indices (see `partitionModel`); `[]` deploys the whole model as one stage. */
+  readonly cuts: readonly number[];
+  /** Optional class labels of the first output. */
+  readonly labels?: readonly string[] | undefined;
+  /** Estimated ms per example for each stage (from the planner); defaults to FLOPs-based. */
+  readonly stageMs?: readonly number[] | undefined;
+}
+
+/** One stage of a {@link Deployment}. */
+export interface DeploymentStage {
+  readonly index: number;
+  readonly key: StageKey;
+  readonly partitionStage: PartitionStage;
+  readonly topology: Uint8Array;
+  readonly weights: Uint8Array;
+  readonly topologySha256: string;
+  readonly weightsSha256: string;
+  readonly requirement: StageRequirement;
+}
+
+/** A model version ready to be placed on workers. */
+export interface Deployment {
+  readonly name: string;
+  readonly version: string;
+  readonly served: ServedModel;
+  readonly partition: Partition;
+  readonly analysis: ModelAnalysis;
+  readonly stages: readonly DeploymentStage[];
+  /** Runs one stage in this process (degraded mode): inputs and outputs in stage order. */
+  runLocal(stage: number, inputs: readonly TensorData[]): Promise<TensorData[]>;
+}
+
+const MiB = 1024 * 1024;
+
+/** Partitions and serialises a model version. */
+export async function createDeployment(spec: DeploymentSpec): Promise<Deployment> {
+  const version = spec.version ?? '1';
+  const analysis = analyzeModel(spec.model);
+  const partition = partitionModel(spec.model, spec.cuts);
+  const stages: DeploymentStage[] = [];
+  for (const stage of partition.stages) {
+    const blobs = await stageToBlobs(stage.model);
+    const [start, end] = stage.layers;
+    const flops = analysis.layers.slice(start, end).reduce((sum, l) => sum + l.flops, 0);
+    const activationBytes = Math.max(
+      ...stage.inputs.map((t) => bytesOf(t.shape)),
+      ...stage.outputs.map((t) => bytesOf(t.shape)),
+      0,
+    );
+    stages.push({
+      index: stage.index,
+      key: stageKey(spec.name, version, stage.index),
+      partitionStage: stage,
+      topology: blobs.topology,
+      weights: blobs.weights,
+      topologySha256: blobs.topologySha256,
+      weightsSha256: blobs.weightsSha256,
+      requirement: {
+        index: stage.index,
+        weightBytes: stage.weightBytes,
+        // Weights, the serialised copy while loading, and a few activations of working room.
+        memoryBytes: stage.weightBytes * 2 + activationBytes * 8 + 64 * MiB,
+        estimatedMs: spec.stageMs?.[stage.index] ?? flops / 1e6,
+      },
+    });
+  }
+  const served: ServedModel = {
+    name: spec.name,
+    version,
+    inputs: partition.inputs,
+    outputs: partition.outputs,
+    labels: spec.labels,
+  };
+  return {
+    name: spec.name,
+    version,
+    served,
+    partition,
+    analysis,
+    stages,
+    async runLocal(index, inputs) {
+      const stage = partition.stages[index];
+      if (!stage) throw new RangeError(`no stage ${index}`);
+      const tensors = inputs.map((t) => toTfTensor(t));
+      try {
+        const outputs = runStage(stage, tensors);
+        try {
+          return await Promise.all(outputs.map((t, i) => fromTfTensor(t, stage.outputs[i]?.name)));
+        } finally {
+          for (const t of outputs) t.dispose();
+        }
+      } finally {
+        for (const t of tensors) t.dispose();
+      }
+    },
+  };
+}
+
+function bytesOf(shape: readonly (number | null)[]): number {
+  return shape.reduce<number>((n, d) => n * (d ?? 1), 4);
+}

@@ -1,0 +1,636 @@
+/**
+ * The worker runtime: dials the master, joins with its capabilities and cached blobs, and
+ * serves the master's requests (blob shipping, stage loading, inference, pings) over any
+ * {@link Transport}. It redials with exponential backoff when the link drops, keeps its blob
+ * cache on disk across restarts, and drains gracefully on stop.
+ *
+ * @module
+ */
+import { hostname } from 'node:os';
+import { inflateRawSync } from 'node:zlib';
+import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
+import { type Logger, silentLogger } from '../logger.js';
+import { type Metrics, noopMetrics } from '../metrics.js';
+import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
+import { decodeTensors, encodeTensors } from '../tensor/codec.js';
+import type { TensorLimits } from '../tensor/descriptor.js';
+import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
+import { type BlobStore, createBlobStore } from './blob-store.js';
+import { measureCapabilities } from './capabilities.js';
+import { createHeartbeatSender, type HeartbeatSender } from './heartbeat-sender.js';
+import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
+import { type LoadedStage, loadStage } from './loaded-stage.js';
+import {
+  type BlobChunkMessage,
+  type InferMessage,
+  parseRuntimeMessage,
+  type RuntimeMessage,
+  type StageKey,
+  type StageLoadMessage,
+} from './messages.js';
+import { createWorkQueue, type WorkQueue } from './worker-queue.js';
+
+/** Lifecycle states of a {@link DinferWorker}. */
+export type WorkerState = 'idle' | 'connecting' | 'ready' | 'draining' | 'stopped';
+
+/** Backoff of the redial loop. */
+export interface ReconnectOptions {
+  /** First delay after a failed dial or a dropped link, in ms. Default 200. */
+  readonly initialDelayMs: number;
+  /** Longest delay between two dials, in ms. Default 10 000. */
+  readonly maxDelayMs: number;
+}
+
+/** Options for {@link createWorker}. */
+export interface WorkerOptions {
+  /** How to reach the master. */
+  readonly transport: Transport;
+  /** The master's address, in the transport's format. */
+  readonly master: string;
+  /** Cluster token signing heartbeats (the transport authenticates the connection with its own). */
+  readonly token?: string | undefined;
+  /** Name announced in `join`. Default `<hostname>-<pid>`. */
+  readonly name?: string | undefined;
+  /** Directory of the blob cache. */
+  readonly cacheDir: string;
+  /** Bound of the blob cache in bytes. Default 4 GiB. */
+  readonly cacheMaxBytes?: number | undefined;
+  /** Inference requests allowed to wait behind the running one; more get `OVERLOADED`. Default 64. */
+  readonly queueLimit?: number | undefined;
+  /** Declared capabilities. Default: measured at start with `measureCapabilities()`. */
+  readonly capabilities?: WorkerCapabilities | undefined;
+  /** Send UDP heartbeats when the master asks for them (`joined.heartbeatPort > 0`). Default true. */
+  readonly heartbeat?: boolean | undefined;
+  /** Host of the master's heartbeat receiver. Default: the host part of `master`. */
+  readonly heartbeatHost?: string | undefined;
+  /** Redial backoff, or `false` to give up when the link drops (and fail `start` on the first error). */
+  readonly reconnect?: ReconnectOptions | false | undefined;
+  /** Limits on incoming inference tensors. Default `{ maxBytes: 512 MiB }`. */
+  readonly tensorLimits?: TensorLimits | undefined;
+  /** Largest raw size of one blob chunk. Default 64 MiB. */
+  readonly maxChunkBytes?: number | undefined;
+  /** Timeout of the `join` request, in ms. Default 30 000. */
+  readonly joinTimeoutMs?: number | undefined;
+  readonly logger?: Logger | undefined;
+  readonly metrics?: Metrics | undefined;
+}
+
+/** Options for {@link DinferWorker.stop}. */
+export interface WorkerStopOptions {
+  /** Tell the master, refuse new work with `NOT_READY`, finish queued work, then close. Default false. */
+  readonly drain?: boolean | undefined;
+}
+
+/** A worker process's runtime. */
+export interface DinferWorker {
+  /** The id the master gave at the last join (`undefined` before the first). */
+  readonly workerId: string | undefined;
+  readonly state: WorkerState;
+  /** The worker's blob cache. */
+  readonly store: BlobStore;
+  /** Capabilities announced (after `start`). */
+  readonly capabilities: WorkerCapabilities | undefined;
+  /**
+   * Dials the master and joins; resolves once joined. Transient failures (nothing listening,
+   * link closed, timeouts) are retried with backoff unless `reconnect` is `false`; others
+   * (e.g. `AUTH_FAILED`) and `signal` aborting reject.
+   */
+  start(signal?: AbortSignal): Promise<void>;
+  /** Leaves the cluster (see {@link WorkerStopOptions}) and frees every stage. Idempotent. */
+  stop(options?: WorkerStopOptions): Promise<void>;
+  /** Keys of the stages loaded now. */
+  stages(): StageKey[];
+  /** The current load, as heartbeats and `pong` report it. */
+  load(): WorkerLoad;
+  /** Calls `listener` on each state change; returns a function that removes it. */
+  onStateChange(listener: (state: WorkerState, previous: WorkerState) => void): () => void;
+}
+
+/** Default bound on the decoded bytes of one inference request. */
+export const DEFAULT_WORKER_TENSOR_BYTES = 512 * 1024 * 1024;
+/** Default bound on the raw bytes of one blob chunk. */
+export const DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+const DEFAULT_RECONNECT: ReconnectOptions = { initialDelayMs: 200, maxDelayMs: 10_000 };
+const RETRYABLE = new Set<string>([
+  DinferErrorCode.TRANSPORT_CONNECT,
+  DinferErrorCode.TRANSPORT_CLOSED,
+  DinferErrorCode.TIMEOUT,
+]);
+
+/** The host part of a transport address: `host:port`, `[v6]:port` or a URL. */
+export function addressHost(address: string): string | undefined {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(address)) {
+    try {
+      return new URL(address).hostname.replace(/^\[(.*)\]$/, '$1') || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  const v6 = /^\[([^\]]+)\]:\d+$/.exec(address);
+  if (v6) return v6[1];
+  const plain = /^([^:/]+):\d+$/.exec(address);
+  return plain?.[1];
+}
+
+function reply(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
+  return { header: header as unknown as Envelope['header'], attachments };
+}
+
+function notReady(message: string): DinferError {
+  return new DinferError(DinferErrorCode.NOT_READY, message);
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+class Worker implements DinferWorker {
+  readonly store: BlobStore;
+  workerId: string | undefined;
+  capabilities: WorkerCapabilities | undefined;
+  #state: WorkerState = 'idle';
+  readonly #options: WorkerOptions;
+  readonly #logger: Logger;
+  readonly #metrics: Metrics;
+  readonly #queue: WorkQueue;
+  readonly #limits: TensorLimits;
+  readonly #maxChunkBytes: number;
+  readonly #reconnect: ReconnectOptions | false;
+  readonly #listeners = new Set<(state: WorkerState, previous: WorkerState) => void>();
+  readonly #stages = new Map<StageKey, LoadedStage>();
+  /** Stage loads in progress, so two loads of one key never race. */
+  readonly #loading = new Map<StageKey, Promise<LoadedStage>>();
+  /** Aborted by stop: ends the redial loop and its sleeps. */
+  readonly #life = new AbortController();
+  #monitor: LoadMonitor | undefined;
+  #connection: Connection | undefined;
+  #heartbeat: HeartbeatSender | undefined;
+  #stopping: Promise<void> | undefined;
+  #started = false;
+  /** Request handlers still running (their replies not yet handed to the connection). */
+  readonly #inflight = new Set<Promise<unknown>>();
+
+  constructor(options: WorkerOptions) {
+    if (typeof options.master !== 'string' || options.master.length === 0) {
+      throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'worker needs the master address');
+    }
+    if (typeof options.transport?.dial !== 'function') {
+      throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'worker needs a transport');
+    }
+    const reconnect = options.reconnect ?? DEFAULT_RECONNECT;
+    if (
+      reconnect !== false &&
+      !(reconnect.initialDelayMs > 0 && reconnect.maxDelayMs >= reconnect.initialDelayMs)
+    ) {
+      throw new DinferError(
+        DinferErrorCode.INVALID_ARGUMENT,
+        'reconnect needs 0 < initialDelayMs <= maxDelayMs',
+        {
+          details: { ...reconnect },
+        },
+      );
+    }
+    const maxChunkBytes = options.maxChunkBytes ?? DEFAULT_MAX_CHUNK_BYTES;
+    if (!Number.isSafeInteger(maxChunkBytes) || maxChunkBytes <= 0) {
+      throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxChunkBytes must be a positive integer');
+    }
+    this.#options = options;
+    this.#reconnect = reconnect;
+    this.#maxChunkBytes = maxChunkBytes;
+    this.#logger = options.logger ?? silentLogger;
+    this.#metrics = options.metrics ?? noopMetrics;
+    this.#limits = options.tensorLimits ?? { maxBytes: DEFAULT_WORKER_TENSOR_BYTES };
+    this.#queue = createWorkQueue(options.queueLimit ?? 64);
+    this.store = createBlobStore({
+      dir: options.cacheDir,
+      maxBytes: options.cacheMaxBytes,
+      logger: this.#logger,
+    });
+  }
+
+  get state(): WorkerState {
+    return this.#state;
+  }
+
+  stages(): StageKey[] {
+    return [...this.#stages.keys()];
+  }
+
+  load(): WorkerLoad {
+    if (this.#monitor === undefined) {
+      return { cpu: 0, freeMemoryBytes: 0, queueLength: this.#queue.length, latencyMs: 0 };
+    }
+    return this.#monitor.sample();
+  }
+
+  onStateChange(listener: (state: WorkerState, previous: WorkerState) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #setState(state: WorkerState): void {
+    const previous = this.#state;
+    if (previous === state) return;
+    this.#state = state;
+    this.#logger.info({ state, previous, workerId: this.workerId }, 'worker state');
+    for (const listener of this.#listeners) {
+      try {
+        listener(state, previous);
+      } catch (error) {
+        this.#logger.warn({ err: error }, 'state listener threw');
+      }
+    }
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.#started) throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'worker already started');
+    this.#started = true;
+    this.#setState('connecting');
+    try {
+      const capabilities = this.#options.capabilities ?? (await measureCapabilities());
+      this.capabilities = capabilities;
+      this.#monitor = createLoadMonitor({
+        cores: capabilities.cores,
+        memoryBytes: capabilities.memoryBytes,
+        queueLength: () => this.#queue.length,
+      });
+      await this.#connectLoop(signal, true);
+    } catch (error) {
+      if (this.#state !== 'stopped') {
+        await this.#teardown();
+        this.#setState('stopped');
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Dials and joins until it works. With `initial`, non-transient errors and `signal`
+   * reject (start); later (after a drop) every error is retried until stop.
+   */
+  async #connectLoop(signal: AbortSignal | undefined, initial: boolean): Promise<void> {
+    let attempt = 0;
+    const life = this.#life.signal;
+    for (;;) {
+      if (life.aborted) throw notReady('the worker stopped');
+      if (signal?.aborted) {
+        throw new DinferError(DinferErrorCode.ABORTED, 'worker start aborted', { cause: signal.reason });
+      }
+      try {
+        await this.#connectOnce(signal);
+        return;
+      } catch (error) {
+        const retryable = isDinferError(error) && RETRYABLE.has(error.code);
+        if (this.#reconnect === false || (initial && !retryable) || life.aborted) throw error;
+        const base = Math.min(this.#reconnect.maxDelayMs, this.#reconnect.initialDelayMs * 2 ** attempt);
+        const delay = base / 2 + (Math.random() * base) / 2;
+        attempt += 1;
+        this.#logger.warn(
+          {
+            err: (error as Error).message,
+            attempt,
+            delayMs: Math.round(delay),
+            master: this.#options.master,
+          },
+          'cannot join the master; retrying',
+        );
+        this.#metrics.increment('dinfer_worker_reconnects_total');
+        const both = signal === undefined ? life : AbortSignal.any([life, signal]);
+        await sleep(delay, both);
+      }
+    }
+  }
+
+  async #connectOnce(signal: AbortSignal | undefined): Promise<void> {
+    const connection = await this.#options.transport.dial(this.#options.master, { signal });
+    if (this.#life.signal.aborted) {
+      await connection.close();
+      throw notReady('the worker stopped');
+    }
+    connection.onRequest((request, context) => this.#track(this.#handle(request, context)));
+    connection.onMessage((message) => {
+      this.#logger.debug({ type: message.header.type }, 'ignored one-way message from the master');
+    });
+    try {
+      const capabilities = this.capabilities!;
+      const join: RuntimeMessage = {
+        type: 'join',
+        name: this.#options.name ?? `${hostname()}-${process.pid}`,
+        capabilities,
+        blobs: this.store.list(),
+      };
+      const answer = await connection.request(reply(join), {
+        signal,
+        timeoutMs: this.#options.joinTimeoutMs ?? 30_000,
+      });
+      const joined = parseRuntimeMessage(answer.header, 'joined');
+      this.workerId = joined.workerId;
+      this.#connection = connection;
+      this.#logger.info({ workerId: joined.workerId, master: this.#options.master }, 'joined the master');
+      await this.#startHeartbeat(joined.workerId, joined.heartbeatPort, joined.heartbeatIntervalMs);
+      void connection.closed.then((error) => this.#onDisconnect(connection, error));
+      this.#setState('ready');
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
+  }
+
+  async #startHeartbeat(workerId: string, port: number, intervalMs: number): Promise<void> {
+    await this.#stopHeartbeat();
+    if (this.#options.heartbeat === false || port === 0 || intervalMs < 1) return;
+    const host = this.#options.heartbeatHost ?? addressHost(this.#options.master);
+    if (host === undefined) {
+      this.#logger.warn({ master: this.#options.master }, 'no heartbeat host: set heartbeatHost');
+      return;
+    }
+    this.#heartbeat = createHeartbeatSender({
+      host,
+      port,
+      token: this.#options.token,
+      workerId,
+      intervalMs,
+      getLoad: () => this.load(),
+      logger: this.#logger,
+    });
+    this.#heartbeat.start();
+  }
+
+  async #stopHeartbeat(): Promise<void> {
+    const heartbeat = this.#heartbeat;
+    this.#heartbeat = undefined;
+    await heartbeat?.stop();
+  }
+
+  #onDisconnect(connection: Connection, error: DinferError | undefined): void {
+    if (this.#connection !== connection) return;
+    this.#connection = undefined;
+    void this.#stopHeartbeat();
+    // Stages belong to the session with the master; a (re)joined master loads what it wants.
+    this.#unloadAll();
+    if (this.#stopping !== undefined || this.#life.signal.aborted) return;
+    this.#logger.warn({ err: error?.message, master: this.#options.master }, 'lost the master');
+    if (this.#reconnect === false) {
+      void this.stop();
+      return;
+    }
+    this.#setState('connecting');
+    this.#connectLoop(undefined, false).catch((failure: unknown) => {
+      if (!this.#life.signal.aborted) this.#logger.error({ err: failure }, 'reconnect loop ended');
+    });
+  }
+
+  #track(handling: Promise<Envelope>): Promise<Envelope> {
+    const settled = handling.catch(() => undefined);
+    this.#inflight.add(settled);
+    void settled.then(() => this.#inflight.delete(settled));
+    return handling;
+  }
+
+  /** Resolves once every running handler is done and its reply has been handed to the connection. */
+  async #settleHandlers(): Promise<void> {
+    while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  async #handle(request: Envelope, context: RequestContext): Promise<Envelope> {
+    const message = parseRuntimeMessage(request.header);
+    switch (message.type) {
+      case 'blob.status':
+        return reply({
+          type: 'blob.status.result',
+          missing: message.blobs.filter((sha) => !this.store.has(sha) && this.store.receivedBytes(sha) === 0),
+          partial: message.blobs
+            .filter((sha) => !this.store.has(sha) && this.store.receivedBytes(sha) > 0)
+            .map((sha) => ({ sha256: sha, receivedBytes: this.store.receivedBytes(sha) })),
+        });
+      case 'blob.chunk':
+        return reply(await this.#onChunk(message, request.attachments));
+      case 'stage.load':
+        return reply(await this.#onStageLoad(message, context.connection));
+      case 'stage.unload': {
+        const stage = this.#stages.get(message.key);
+        if (stage !== undefined) this.#unload(stage);
+        return reply({ type: 'ok' });
+      }
+      case 'infer':
+        return this.#onInfer(message, request.attachments, context);
+      case 'ping':
+        return reply({ type: 'pong', load: this.load() });
+      default:
+        throw new DinferError(DinferErrorCode.PROTOCOL, `a worker does not answer ${message.type} requests`);
+    }
+  }
+
+  async #onChunk(message: BlobChunkMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
+    const { sha256, offset, rawBytes, totalBytes } = message;
+    if (attachments.length !== 1) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `blob.chunk carries ${attachments.length} attachments, not 1`,
+      );
+    }
+    if (rawBytes > this.#maxChunkBytes) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `blob chunk of ${rawBytes} bytes exceeds the limit of ${this.#maxChunkBytes}`,
+      );
+    }
+    if (message.final && offset + rawBytes !== totalBytes) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `final chunk of ${sha256} ends at ${offset + rawBytes}, not ${totalBytes}`,
+      );
+    }
+    if (this.store.has(sha256))
+      return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
+    const payload = attachments[0]!;
+    let raw: Uint8Array = payload;
+    if (message.compression === 'deflate') {
+      let inflated: Buffer;
+      try {
+        inflated = inflateRawSync(payload, { maxOutputLength: Math.max(1, rawBytes) });
+      } catch (error) {
+        throw new DinferError(
+          DinferErrorCode.PROTOCOL,
+          `blob chunk of ${sha256} does not inflate to ${rawBytes} bytes`,
+          {
+            cause: error,
+          },
+        );
+      }
+      raw = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
+    }
+    if (raw.byteLength !== rawBytes) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `blob chunk of ${sha256} holds ${raw.byteLength} bytes, header says ${rawBytes}`,
+      );
+    }
+    const received = await this.store.append(sha256, offset, raw, totalBytes);
+    this.#metrics.increment('dinfer_worker_blob_received_bytes_total', {}, raw.byteLength);
+    if (!message.final) return { type: 'blob.ack', sha256, receivedBytes: received, complete: false };
+    await this.store.complete(sha256);
+    this.#logger.info({ sha256, bytes: totalBytes }, 'blob received');
+    return { type: 'blob.ack', sha256, receivedBytes: received, complete: true };
+  }
+
+  async #onStageLoad(message: StageLoadMessage, connection: Connection): Promise<RuntimeMessage> {
+    if (this.#state === 'draining' || this.#stopping !== undefined)
+      throw notReady('the worker is shutting down');
+    const current = this.#stages.get(message.key);
+    if (current?.spec.topology === message.topology && current.spec.weights === message.weights) {
+      return { type: 'stage.loaded', key: message.key, warmupMs: current.warmupMs };
+    }
+    const pending = this.#loading.get(message.key);
+    if (pending !== undefined) await pending.catch(() => undefined);
+    const task = this.#load(message, connection);
+    this.#loading.set(message.key, task);
+    try {
+      const stage = await task;
+      return { type: 'stage.loaded', key: message.key, warmupMs: stage.warmupMs };
+    } finally {
+      if (this.#loading.get(message.key) === task) this.#loading.delete(message.key);
+    }
+  }
+
+  async #load(message: StageLoadMessage, connection: Connection): Promise<LoadedStage> {
+    const spec = {
+      key: message.key,
+      topology: message.topology,
+      weights: message.weights,
+      inputs: [...message.inputs],
+      outputs: [...message.outputs],
+    };
+    // Pinned while loading, so eviction cannot take a blob between the reads.
+    this.store.pin(spec.topology);
+    this.store.pin(spec.weights);
+    let stage: LoadedStage;
+    try {
+      const topology = await this.store.read(spec.topology);
+      const weights = await this.store.read(spec.weights);
+      stage = await loadStage(spec, topology, weights);
+    } catch (error) {
+      this.store.unpin(spec.topology);
+      this.store.unpin(spec.weights);
+      throw error;
+    }
+    if (this.#stopping !== undefined || !connection.isOpen) {
+      stage.dispose();
+      this.store.unpin(spec.topology);
+      this.store.unpin(spec.weights);
+      throw notReady('the worker is shutting down');
+    }
+    const previous = this.#stages.get(spec.key);
+    if (previous !== undefined) this.#unload(previous);
+    this.#stages.set(spec.key, stage);
+    this.#metrics.set('dinfer_worker_stages', {}, this.#stages.size);
+    this.#logger.info({ key: spec.key, warmupMs: Math.round(stage.warmupMs) }, 'stage loaded');
+    return stage;
+  }
+
+  #unload(stage: LoadedStage): void {
+    if (this.#stages.get(stage.spec.key) === stage) this.#stages.delete(stage.spec.key);
+    stage.dispose();
+    this.store.unpin(stage.spec.topology);
+    this.store.unpin(stage.spec.weights);
+    this.#metrics.set('dinfer_worker_stages', {}, this.#stages.size);
+    this.#logger.info({ key: stage.spec.key }, 'stage unloaded');
+  }
+
+  #unloadAll(): void {
+    for (const stage of [...this.#stages.values()]) this.#unload(stage);
+  }
+
+  async #onInfer(
+    message: InferMessage,
+    attachments: readonly Uint8Array[],
+    context: RequestContext,
+  ): Promise<Envelope> {
+    if (this.#state === 'draining' || this.#stopping !== undefined) throw notReady('the worker is draining');
+    if (!this.#stages.has(message.key)) throw notReady(`stage ${message.key} is not loaded on this worker`);
+    const inputs = decodeTensors(message.tensors, attachments, this.#limits);
+    let outcome: {
+      result: { outputs: Awaited<ReturnType<LoadedStage['run']>>; computeMs: number };
+      queueMs: number;
+    };
+    try {
+      outcome = await this.#queue.run(async () => {
+        // Looked up again: the stage may have been unloaded while the request waited.
+        const stage = this.#stages.get(message.key);
+        if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);
+        const start = performance.now();
+        const outputs = await stage.run(inputs);
+        const computeMs = performance.now() - start;
+        this.#monitor?.recordCompute(computeMs);
+        return { outputs, computeMs };
+      }, context.signal);
+    } catch (error) {
+      const code = isDinferError(error) ? error.code : DinferErrorCode.INTERNAL;
+      this.#metrics.increment('dinfer_worker_infer_total', { status: code });
+      throw error;
+    }
+    const { outputs, computeMs } = outcome.result;
+    const encoded = encodeTensors(outputs);
+    this.#metrics.increment('dinfer_worker_infer_total', { status: 'ok' });
+    this.#metrics.observe('dinfer_worker_compute_seconds', {}, computeMs / 1000);
+    return reply(
+      { type: 'infer.result', tensors: encoded.descriptors, computeMs, queueMs: outcome.queueMs },
+      encoded.attachments,
+    );
+  }
+
+  stop(options: WorkerStopOptions = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.drain === true);
+    return this.#stopping;
+  }
+
+  async #stop(drain: boolean): Promise<void> {
+    const connection = this.#connection;
+    if (drain && connection?.isOpen && this.#state === 'ready') {
+      this.#setState('draining');
+      this.#queue.close();
+      try {
+        await connection.send(reply({ type: 'drain', reason: 'worker shutting down' }));
+      } catch (error) {
+        this.#logger.warn({ err: (error as Error).message }, 'could not send drain');
+      }
+      await this.#queue.idle();
+      await this.#settleHandlers();
+    }
+    this.#life.abort();
+    await this.#teardown();
+    this.#setState('stopped');
+  }
+
+  async #teardown(): Promise<void> {
+    this.#life.abort();
+    this.#queue.close({ reject: true });
+    await this.#queue.idle();
+    await this.#stopHeartbeat();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    await connection?.close();
+    await Promise.all([...this.#loading.values()].map((p) => p.catch(() => undefined)));
+    this.#unloadAll();
+  }
+}
+
+/**
+ * Creates a worker runtime (not started). Its blob cache opens right away, so cached blobs
+ * are known before the first `join`.
+ *
+ * @throws DinferError INVALID_ARGUMENT for bad options, MODEL_IO when the cache directory is unusable.
+ */
+export function createWorker(options: WorkerOptions): DinferWorker {
+  return new Worker(options);
+}

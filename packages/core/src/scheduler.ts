@@ -1,0 +1,105 @@
+/**
+ * The Scheduler extension point: which workers hold which stages (placement), and which
+ * replica of a stage serves the next request (routing).
+ *
+ * Schedulers are pure decision makers: they never talk to workers. The coordinator feeds
+ * them a snapshot of the cluster (capabilities announced at join, load from heartbeats, its
+ * own in-flight counts) and acts on their answers. A third-party scheduler implements this
+ * interface and proves itself with `schedulerSuite` from `@dinfer/core/testing`.
+ *
+ * @module
+ */
+import type { BackendName } from './backend.js';
+
+/** Brand that marks an object as a dinfer Scheduler (shared across duplicate installs). */
+export const schedulerSymbol: unique symbol = Symbol.for('@dinfer/scheduler') as never;
+
+/** What a worker declares about itself when it joins. */
+export interface WorkerCapabilities {
+  /** The TF.js backend the worker runs (`tensorflow`, `wasm`, `cpu`, or a custom name). */
+  readonly backend: BackendName | (string & {});
+  /** Logical CPU cores available to the worker. */
+  readonly cores: number;
+  /** Memory the worker may use for weights and activations, in bytes. */
+  readonly memoryBytes: number;
+  /** Measured speed: higher is faster (e.g. GFLOP/s of a short benchmark). Comparable across workers. */
+  readonly score: number;
+}
+
+/** A worker's recent load, reported by heartbeats. */
+export interface WorkerLoad {
+  /** CPU utilisation in [0, 1]. */
+  readonly cpu: number;
+  /** Free memory in bytes. */
+  readonly freeMemoryBytes: number;
+  /** Requests waiting in the worker's queue. */
+  readonly queueLength: number;
+  /** Recent mean stage latency in milliseconds. */
+  readonly latencyMs: number;
+}
+
+/** The coordinator's view of one worker, handed to schedulers. */
+export interface WorkerView {
+  readonly id: string;
+  readonly capabilities: WorkerCapabilities;
+  /** Last reported load, if any heartbeat arrived yet. */
+  readonly load?: WorkerLoad | undefined;
+  /** Requests the coordinator has in flight on this worker right now. */
+  readonly inflight: number;
+  /** False while the worker's circuit breaker is open or it missed heartbeats. */
+  readonly healthy: boolean;
+}
+
+/** What placing a stage requires. */
+export interface StageRequirement {
+  readonly index: number;
+  /** Bytes of weights the stage holds. */
+  readonly weightBytes: number;
+  /** Memory the stage needs on a worker: weights plus working activations, in bytes. */
+  readonly memoryBytes: number;
+  /** Estimated time of one example through the stage, in milliseconds. */
+  readonly estimatedMs: number;
+}
+
+/** Which workers hold each stage. `stages[i]` lists the worker ids holding stage `i`. */
+export interface Placement {
+  readonly stages: readonly (readonly string[])[];
+}
+
+/** Input to {@link Scheduler.place}. */
+export interface PlacementRequest {
+  readonly stages: readonly StageRequirement[];
+  readonly workers: readonly WorkerView[];
+  /** The placement in force, if any: schedulers should keep stable what still fits. */
+  readonly current?: Placement | undefined;
+}
+
+/**
+ * The scheduler extension point. Create implementations through factories
+ * (`roundRobinScheduler()`); check foreign objects with {@link isScheduler}.
+ */
+export interface Scheduler {
+  readonly [schedulerSymbol]: true;
+  /** Short name for logs and metrics. */
+  readonly name: string;
+  /**
+   * Assigns every stage to one or more workers. Every worker id in the result must come from
+   * `request.workers`. A stage that fits on no worker gets an empty list (the coordinator
+   * then serves it in degraded mode or reports it); schedulers never throw for that.
+   */
+  place(request: PlacementRequest): Placement;
+  /**
+   * Picks the replica that serves the next request for `stage`, from the healthy replicas
+   * given (never empty). Returns one of them.
+   */
+  route(stage: number, replicas: readonly WorkerView[]): WorkerView;
+}
+
+/** True when `value` is a dinfer {@link Scheduler}, even from another copy of this package. */
+export function isScheduler(value: unknown): value is Scheduler {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    (value as Record<symbol, unknown>)[schedulerSymbol] === true
+  );
+}

@@ -1,0 +1,281 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../src/backend.js';
+import { DinferErrorCode } from '../src/errors.js';
+import { analyzeModel } from '../src/model/analyze.js';
+import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.js';
+import type { CoordinatorEvent } from '../src/runtime/coordinator-types.js';
+import { createWorker, type DinferWorker } from '../src/runtime/worker.js';
+import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
+import type { TensorData } from '../src/tensor/types.js';
+import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
+import { fixture, sampleInputs } from './fixtures/models.js';
+
+const TOKEN = 'coordinator-test-token';
+const caps = { backend: 'wasm', cores: 1, memoryBytes: 1024 ** 3, score: 1 };
+
+interface Cluster {
+  coordinator: Coordinator;
+  workers: DinferWorker[];
+  address: string;
+  network: MemoryNetwork;
+  events: CoordinatorEvent[];
+  addWorker(name: string): Promise<DinferWorker>;
+}
+
+const cacheDirs: string[] = [];
+const clusters: Cluster[] = [];
+
+async function startCluster(
+  model: tf.LayersModel,
+  cuts: number[],
+  workerCount: number,
+  options: { startDegraded?: boolean; waitReady?: boolean } = {},
+): Promise<Cluster> {
+  const network = new MemoryNetwork();
+  const events: CoordinatorEvent[] = [];
+  const coordinator = createCoordinator({
+    transport: memoryTransport({ token: TOKEN, network }),
+    listen: 'memory:0',
+    heartbeat: { enabled: false },
+    pingIntervalMs: 0,
+    startDegraded: options.startDegraded,
+    retry: { initialDelayMs: 5, maxDelayMs: 20 },
+    onEvent: (e) => events.push(e),
+  });
+  const { address } = await coordinator.start();
+  await coordinator.deploy({ name: 'm', version: '1', model, cuts });
+  const cluster: Cluster = {
+    coordinator,
+    workers: [],
+    address,
+    network,
+    events,
+    async addWorker(name) {
+      const cacheDir = mkdtempSync(join(tmpdir(), 'dinfer-coord-'));
+      cacheDirs.push(cacheDir);
+      const worker = createWorker({
+        transport: memoryTransport({ token: TOKEN, network }),
+        master: address,
+        name,
+        cacheDir,
+        capabilities: caps,
+        heartbeat: false,
+        reconnect: false,
+      });
+      await worker.start();
+      cluster.workers.push(worker);
+      return worker;
+    },
+  };
+  clusters.push(cluster);
+  for (let i = 0; i < workerCount; i++) await cluster.addWorker(`worker-${i}`);
+  if (options.waitReady !== false) await coordinator.waitUntilReady({ timeoutMs: 60_000 });
+  return cluster;
+}
+
+async function expected(model: tf.LayersModel, inputs: tf.Tensor[]): Promise<TensorData[]> {
+  const out = model.predict(inputs.length === 1 ? inputs[0]! : inputs);
+  const list = Array.isArray(out) ? out : [out];
+  const data = await Promise.all(list.map((t) => fromTfTensor(t)));
+  tf.dispose(list);
+  return data;
+}
+
+function expectOutputsClose(actual: readonly TensorData[], wanted: readonly TensorData[]): void {
+  expect(actual.length).toBe(wanted.length);
+  actual.forEach((a, i) => {
+    const w = wanted[i]!;
+    expect(a.shape).toEqual(w.shape);
+    const scale = Math.max(1, ...Array.from(w.data as Float32Array, Math.abs));
+    for (let k = 0; k < w.data.length; k++) {
+      expect(Math.abs((a.data[k] as number) - (w.data[k] as number))).toBeLessThanOrEqual(1e-5 * scale);
+    }
+  });
+}
+
+function validCuts(model: tf.LayersModel): number[] {
+  return analyzeModel(model)
+    .cuts.filter((c) => c.valid)
+    .map((c) => c.index);
+}
+
+beforeAll(async () => {
+  await initBackend();
+});
+
+afterEach(async () => {
+  for (const c of clusters.splice(0)) {
+    await Promise.allSettled(c.workers.map((w) => w.stop({ drain: false })));
+    await c.coordinator.stop();
+  }
+});
+
+afterAll(() => {
+  for (const dir of cacheDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('coordinator', () => {
+  it('serves a 3-stage residual model across 3 workers with the whole model answer', async () => {
+    const model = fixture('residual add block').build();
+    const cuts = validCuts(model);
+    const chosen = [cuts[Math.floor(cuts.length / 3)]!, cuts[Math.floor((2 * cuts.length) / 3)]!];
+    const { coordinator, events } = await startCluster(model, chosen, 3);
+    const inputs = sampleInputs(model, 2);
+    const result = await coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))));
+    expectOutputsClose(result.outputs, await expected(model, inputs));
+    expect(result.nodes.map((n) => n.stage)).toEqual([0, 1, 2]);
+    expect(new Set(result.nodes.map((n) => n.worker)).size).toBe(3);
+    expect(result.degraded).toBe(false);
+    expect(result.version).toBe('1');
+    expect(events.filter((e) => e.type === 'stage.loaded')).toHaveLength(3);
+    expect(events.some((e) => e.type === 'ready')).toBe(true);
+    const status = coordinator.status();
+    expect(status.ready).toBe(true);
+    expect(status.stages.map((s) => s.replicas.length)).toEqual([1, 1, 1]);
+    tf.dispose(inputs);
+  });
+
+  it('answers 60 concurrent requests correctly for a multi-input multi-output model', async () => {
+    const model = fixture('multi-input multi-output').build();
+    const cuts = validCuts(model);
+    const { coordinator } = await startCluster(model, [cuts[Math.floor(cuts.length / 2)]!], 3);
+    const batches = Array.from({ length: 60 }, (_, i) => sampleInputs(model, 1 + (i % 3), 100 + i));
+    const results = await Promise.all(
+      batches.map(async (inputs) =>
+        coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t)))),
+      ),
+    );
+    for (const [i, result] of results.entries())
+      expectOutputsClose(result.outputs, await expected(model, batches[i]!));
+    tf.dispose(batches.flat());
+  });
+
+  it('loses no request when a replica is killed mid-stream', async () => {
+    const model = fixture('small CNN').build();
+    const cuts = validCuts(model);
+    const cluster = await startCluster(model, [cuts[Math.floor(cuts.length / 2)]!], 4);
+    const inputs = sampleInputs(model, 1, 3);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    const want = await expected(model, inputs);
+    // Ready means every stage has a replica; the spare workers finish loading just after.
+    await waitFor(() => cluster.coordinator.status().stages.every((s) => s.replicas.length === 2));
+    const pending = Array.from({ length: 120 }, () => cluster.coordinator.infer('m', data));
+    await new Promise((r) => setTimeout(r, 5));
+    await cluster.workers[1]!.stop({ drain: false }); // abrupt: connection closes with work in flight
+    const results = await Promise.all(pending);
+    for (const r of results) expectOutputsClose(r.outputs, want);
+    expect(results.every((r) => !r.nodes.some((n) => n.worker === 'master'))).toBe(true);
+    tf.dispose(inputs);
+  });
+
+  it('runs a stage on the master when its only worker is lost, and uses a rejoining worker again', async () => {
+    const model = fixture('sequential MLP').build();
+    const cuts = validCuts(model);
+    const cluster = await startCluster(model, [cuts[0]!], 2);
+    const inputs = sampleInputs(model, 2, 5);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    const want = await expected(model, inputs);
+    const holder = cluster.coordinator.status().stages[1]!.replicas[0]!;
+    const index = cluster.coordinator.status().workers.findIndex((w) => w.id === holder);
+    await cluster.workers[index]!.stop({ drain: false });
+    // Re-placement moves the stage to the survivor; until then, or if it cannot, the master serves it.
+    const during = await cluster.coordinator.infer('m', data);
+    expectOutputsClose(during.outputs, want);
+    expect(cluster.coordinator.health().ready).toBe(true);
+    // A worker joining again is used again.
+    await cluster.addWorker('rejoined');
+    await waitFor(() => cluster.coordinator.status().stages.every((s) => s.replicas.length >= 1));
+    const after = await cluster.coordinator.infer('m', data);
+    expectOutputsClose(after.outputs, want);
+    expect(after.degraded).toBe(false);
+    tf.dispose(inputs);
+  });
+
+  it('runs every stage on the master when all workers are gone (degraded mode)', async () => {
+    const model = fixture('small CNN').build();
+    const cuts = validCuts(model);
+    const cluster = await startCluster(model, [cuts[1]!], 2);
+    const inputs = sampleInputs(model, 1, 9);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    for (const w of cluster.workers) await w.stop({ drain: false });
+    await waitFor(() => cluster.coordinator.status().workers.length === 0);
+    const result = await cluster.coordinator.infer('m', data);
+    expectOutputsClose(result.outputs, await expected(model, inputs));
+    expect(result.degraded).toBe(true);
+    expect(result.nodes.every((n) => n.worker === 'master')).toBe(true);
+    expect(cluster.coordinator.health()).toMatchObject({ ready: true, degraded: true });
+    expect(cluster.events.some((e) => e.type === 'degraded' && e.active)).toBe(true);
+    tf.dispose(inputs);
+  });
+
+  it('refuses requests until ready, unknown models and wrong shapes with typed errors', async () => {
+    const model = fixture('small CNN').build();
+    const cuts = validCuts(model);
+    const cluster = await startCluster(model, [cuts[1]!], 0, { waitReady: false });
+    const inputs = sampleInputs(model, 1);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    await expect(cluster.coordinator.infer('m', data)).rejects.toMatchObject({
+      code: DinferErrorCode.NOT_READY,
+    });
+    expect(cluster.coordinator.health().ready).toBe(false);
+    const ready = cluster.coordinator.waitUntilReady({ minWorkers: 2, timeoutMs: 30_000 });
+    await cluster.addWorker('a');
+    await cluster.addWorker('b');
+    await ready;
+    await expect(cluster.coordinator.infer('nope', data)).rejects.toMatchObject({
+      code: DinferErrorCode.UNKNOWN_MODEL,
+      message: expect.stringContaining('"m"'),
+    });
+    const bad: TensorData = { dtype: 'float32', shape: [1, 3], data: new Float32Array(3) };
+    await expect(cluster.coordinator.infer('m', [bad])).rejects.toMatchObject({
+      code: DinferErrorCode.TENSOR_INVALID,
+      message: expect.stringMatching(/does not match the model input/),
+    });
+    tf.dispose(inputs);
+  });
+
+  it('starts degraded only when asked to', async () => {
+    const model = fixture('sequential MLP').build();
+    const cluster = await startCluster(model, [validCuts(model)[0]!], 0, {
+      startDegraded: true,
+      waitReady: false,
+    });
+    await cluster.coordinator.waitUntilReady({ minWorkers: 1, timeoutMs: 1000 });
+    const inputs = sampleInputs(model, 1);
+    const result = await cluster.coordinator.infer(
+      'm',
+      await Promise.all(inputs.map((t) => fromTfTensor(t))),
+    );
+    expect(result.degraded).toBe(true);
+    expectOutputsClose(result.outputs, await expected(model, inputs));
+    tf.dispose(inputs);
+  });
+
+  it('leaves no tensors behind on the master', async () => {
+    const model = fixture('small CNN').build();
+    const cluster = await startCluster(model, [validCuts(model)[1]!], 0, {
+      startDegraded: true,
+      waitReady: false,
+    });
+    const inputs = sampleInputs(model, 1);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    await cluster.coordinator.infer('m', data);
+    const start = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) await cluster.coordinator.infer('m', data);
+    expect(tf.memory().numTensors).toBe(start);
+    tf.dispose(inputs);
+    expect(toTfTensor).toBeTypeOf('function');
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

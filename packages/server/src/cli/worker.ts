@@ -1,0 +1,61 @@
+/**
+ * `dinfer worker --master HOST:PORT`: join a master and serve the stages it ships.
+ *
+ * @module
+ */
+import { Command, Option } from 'commander';
+import { TRANSPORT_KINDS, type TransportKind } from '../cluster/transport-factory.js';
+import { startWorkerProcess } from '../cluster/worker-process.js';
+import { createLogger, untilSignal } from './cluster-output.js';
+import { type CliIo, type CommonOptions, parseBytes, parsePositiveInt, withBackendOption } from './common.js';
+
+interface WorkerCommandOptions extends CommonOptions {
+  readonly master: string;
+  readonly transport: TransportKind;
+  readonly token?: string;
+  readonly name?: string;
+  readonly cacheDir?: string;
+  readonly cacheMaxBytes?: number;
+  readonly memory?: number;
+  readonly queueLimit?: number;
+  readonly logLevel?: string;
+}
+
+/** Runs a worker until SIGINT/SIGTERM, then drains: queued work finishes before it exits. */
+export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promise<void> {
+  const logger = createLogger(options.logLevel);
+  const token = options.token ?? process.env.DINFER_TOKEN;
+  const handle = await startWorkerProcess({
+    master: options.master,
+    transport: options.transport,
+    token,
+    name: options.name,
+    cacheDir: options.cacheDir,
+    cacheMaxBytes: options.cacheMaxBytes,
+    memoryBytes: options.memory,
+    queueLimit: options.queueLimit,
+    backend: options.backend,
+    logger,
+  });
+  io.err(`backend: ${handle.backend.name} (${handle.backend.source})`);
+  io.err(`joined ${options.master} as ${handle.worker.workerId}; shard cache ${handle.cacheDir}`);
+  const signal = await untilSignal();
+  io.err(`${signal}: draining`);
+  await handle.worker.stop({ drain: true });
+}
+
+/** The `dinfer worker` command. */
+export function workerCommand(io: CliIo): Command {
+  return withBackendOption(new Command('worker'))
+    .description('join a master and serve pipeline stages')
+    .requiredOption('--master <host:port>', "the master's cluster address")
+    .addOption(new Option('--transport <kind>', 'cluster transport').choices(TRANSPORT_KINDS).default('tcp'))
+    .option('--token <token>', 'cluster token (default $DINFER_TOKEN)')
+    .option('--name <name>', 'name shown by the master (default host-pid)')
+    .option('--cache-dir <dir>', 'shard cache directory (default ~/.cache/dinfer/shards)')
+    .option('--cache-max-bytes <bytes>', 'bound of the shard cache', parseBytes)
+    .option('--memory <bytes>', 'memory budget announced to the master', parseBytes)
+    .option('--queue-limit <n>', 'stage requests allowed to wait', parsePositiveInt)
+    .option('--log-level <level>', 'structured log level on stderr')
+    .action(async (options: WorkerCommandOptions) => runWorker(options, io));
+}
