@@ -1,0 +1,112 @@
+/** Test helpers: a raw socket that speaks the dinfer frame protocol by hand. */
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { DialerHandshake, type Envelope, encodeFrame, FrameDecoder, type MessageHeader } from '@dinfer/core';
+import { parseTcpAddress } from '../src/address.js';
+
+const fixture = (name: string): string =>
+  readFileSync(new URL(`./fixtures/${name}`, import.meta.url), 'utf8');
+
+/** TLS material for 127.0.0.1 / ::1 / localhost, signed by the test CA. */
+export const tlsFixtures = {
+  ca: fixture('ca.crt'),
+  cert: fixture('server.crt'),
+  key: fixture('server.key'),
+};
+
+/** A raw TCP client that decodes frames, for tests that need control over the bytes. */
+export class RawClient {
+  readonly socket: Socket;
+  readonly #decoder = new FrameDecoder();
+  readonly #inbox: Envelope[] = [];
+  #waiter: ((envelope: Envelope) => void) | undefined;
+  readonly closed: Promise<void>;
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.on('error', () => {});
+    socket.on('data', (chunk: Buffer) => {
+      for (const envelope of this.#decoder.push(chunk)) {
+        const waiter = this.#waiter;
+        this.#waiter = undefined;
+        if (waiter) waiter(envelope);
+        else this.#inbox.push(envelope);
+      }
+    });
+  }
+
+  /** Connects without sending anything. */
+  static async connect(address: string): Promise<RawClient> {
+    const { host, port } = parseTcpAddress(address);
+    const socket = connect({ host, port });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    socket.setNoDelay(true);
+    return new RawClient(socket);
+  }
+
+  /** Connects and completes the handshake by hand. */
+  static async authenticated(address: string, token: string | undefined): Promise<RawClient> {
+    const client = await RawClient.connect(address);
+    const handshake = new DialerHandshake(token);
+    const hello = await client.next();
+    client.write(frame(handshake.answer(hello.header) as unknown as MessageHeader));
+    handshake.confirm((await client.next()).header);
+    return client;
+  }
+
+  /** The next decoded envelope. */
+  next(timeoutMs = 5000): Promise<Envelope> {
+    const queued = this.#inbox.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no envelope in time')), timeoutMs);
+      this.#waiter = (envelope) => {
+        clearTimeout(timer);
+        resolve(envelope);
+      };
+    });
+  }
+
+  write(bytes: Uint8Array): void {
+    this.socket.write(bytes);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** One encoded frame as a single buffer. */
+export function frame(header: MessageHeader, attachments: Uint8Array[] = []): Uint8Array {
+  return Buffer.concat(encodeFrame({ header, attachments }));
+}
+
+/** An rpc request frame as `createChannelConnection` expects it. */
+export function rpcRequest(id: number, body: MessageHeader, attachments: Uint8Array[] = []): Uint8Array {
+  return frame({ type: 'rpc', kind: 'request', id, body }, attachments);
+}
+
+/** Resolves once `predicate` is true, polling. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
