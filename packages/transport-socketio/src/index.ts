@@ -1,4 +1,10 @@
 /**
+ * `@dinfer/transport-socketio`: dinfer's Transport over Socket.IO (socket.io server +
+ * socket.io-client, WebSocket only), for workers behind proxies or in browsers.
+ *
  * @packageDocumentation
  */
-export {};
+
+export * from './events.js';
+export * from './options.js';
+export * from './transport.js';
