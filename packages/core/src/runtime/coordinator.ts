@@ -677,21 +677,25 @@ class ClusterCoordinator implements Coordinator {
         }
         const ms = performance.now() - t0;
         worker.completed++;
+        this.#metrics.set('dinfer_worker_breaker_open', { worker: worker.id }, 0);
+        const labels = { model: deployment.name, stage: String(stage.index) };
+        this.#metrics.observe('dinfer_stage_duration_seconds', labels, ms / 1000);
+        this.#metrics.observe('dinfer_stage_compute_seconds', labels, result.computeMs / 1000);
+        this.#metrics.observe('dinfer_stage_queue_seconds', labels, result.queueMs / 1000);
+        // Transfer: what the call cost beyond the worker's queue and compute (both directions).
         this.#metrics.observe(
-          'dinfer_stage_duration_seconds',
-          { model: deployment.name, stage: String(stage.index) },
-          ms / 1000,
+          'dinfer_stage_transfer_seconds',
+          labels,
+          Math.max(0, ms - result.computeMs - result.queueMs) / 1000,
         );
-        this.#metrics.observe(
-          'dinfer_stage_compute_seconds',
-          { model: deployment.name, stage: String(stage.index) },
-          result.computeMs / 1000,
-        );
+        this.#metrics.increment('dinfer_stage_bytes_sent_total', labels, byteLength(encoded.attachments));
+        this.#metrics.increment('dinfer_stage_bytes_received_total', labels, byteLength(reply.attachments));
         return { outputs, trace: { stage: stage.index, worker: worker.id, ms, retries: attempt } };
       } catch (error) {
         lastError = error;
         worker.failed++;
         tried.add(worker.id);
+        this.#metrics.set('dinfer_worker_breaker_open', { worker: worker.id }, worker.routable ? 0 : 1);
         if (options.signal?.aborted) throw abortError();
         if (!isRetryable(error)) throw error;
         this.#metrics.increment('dinfer_stage_retries_total', {
@@ -783,6 +787,12 @@ class ClusterCoordinator implements Coordinator {
       })),
     };
   }
+}
+
+function byteLength(buffers: readonly Uint8Array[]): number {
+  let total = 0;
+  for (const b of buffers) total += b.byteLength;
+  return total;
 }
 
 function hostOf(address: string): string {
