@@ -50,6 +50,8 @@ export const DinferErrorCode = {
   OVERLOADED: 'DINFER_ERR_OVERLOADED',
   /** A bytes' hash does not match the expected SHA-256. */
   HASH_MISMATCH: 'DINFER_ERR_HASH_MISMATCH',
+  /** A new model version could not be rolled out; the previous version keeps serving. */
+  ROLLOUT_FAILED: 'DINFER_ERR_ROLLOUT_FAILED',
   /** The requested model or version is not known. */
   UNKNOWN_MODEL: 'DINFER_ERR_UNKNOWN_MODEL',
   /** A configuration value is invalid. */

@@ -272,6 +272,112 @@ describe('coordinator', () => {
   });
 });
 
+describe('coordinator versions (hot swap)', () => {
+  function variant(seed: number): tf.LayersModel {
+    const model = fixture('small CNN').build();
+    // Same architecture, different weights: a "fine-tuned" version.
+    for (const layer of model.layers) {
+      const weights = layer.getWeights();
+      if (weights.length === 0) continue;
+      const shifted = weights.map((w, i) => tf.tidy(() => w.add(tf.scalar(((seed * 7 + i) % 5) * 0.01))));
+      layer.setWeights(shifted);
+      tf.dispose(shifted);
+    }
+    return model;
+  }
+
+  it('switches versions under a steady stream without failing a request, and rolls back', async () => {
+    const v1 = fixture('small CNN').build();
+    const v2 = variant(2);
+    const cuts = validCuts(v1);
+    const cluster = await startCluster(v1, [cuts[1]!], 2);
+    const inputs = sampleInputs(v1, 1, 11);
+    const data = await Promise.all(inputs.map((t) => fromTfTensor(t)));
+    const want = { '1': await expected(v1, inputs), '2': await expected(v2, inputs) };
+    let stop = false;
+    const seen: string[] = [];
+    const stream = async () => {
+      while (!stop) {
+        const r = await cluster.coordinator.infer('m', data);
+        expectOutputsClose(r.outputs, want[r.version as '1' | '2']);
+        seen.push(r.version);
+      }
+    };
+    const streams = [stream(), stream(), stream()];
+    await new Promise((r) => setTimeout(r, 50));
+    await cluster.coordinator.deploy({ name: 'm', version: '2', model: v2, cuts: [cuts[1]!] });
+    expect(cluster.coordinator.models()[0]).toMatchObject({ version: '2', versions: ['1', '2'] });
+    const afterSwitch = await cluster.coordinator.infer('m', data);
+    expect(afterSwitch.version).toBe('2');
+    expectOutputsClose(afterSwitch.outputs, want['2']);
+    await new Promise((r) => setTimeout(r, 50));
+    await cluster.coordinator.activate('m', '1'); // rollback
+    const afterRollback = await cluster.coordinator.infer('m', data);
+    expect(afterRollback.version).toBe('1');
+    expectOutputsClose(afterRollback.outputs, want['1']);
+    await new Promise((r) => setTimeout(r, 50));
+    stop = true;
+    await Promise.all(streams);
+    expect(seen).toContain('1');
+    expect(seen).toContain('2');
+    // The explicit version route still reaches the standby version.
+    const pinned = await cluster.coordinator.infer('m', data, { version: '2' });
+    expect(pinned.version).toBe('2');
+    expectOutputsClose(pinned.outputs, want['2']);
+    const states = Object.fromEntries(cluster.coordinator.versions('m').map((v) => [v.version, v.state]));
+    expect(states).toEqual({ '1': 'active', '2': 'standby' });
+    tf.dispose(inputs);
+  });
+
+  it('keeps the old version serving when the new one fails its warm-up check', async () => {
+    const v1 = fixture('small CNN').build();
+    const broken = fixture('small CNN').build();
+    const dense = broken.layers.find((l) => l.getClassName() === 'Dense')!;
+    const poisoned = dense.getWeights().map((w) => tf.fill(w.shape, Number.NaN));
+    dense.setWeights(poisoned);
+    tf.dispose(poisoned);
+    const cuts = validCuts(v1);
+    const cluster = await startCluster(v1, [cuts[1]!], 2);
+    await expect(
+      cluster.coordinator.deploy({ name: 'm', version: '2', model: broken, cuts: [cuts[1]!] }),
+    ).rejects.toMatchObject({ code: DinferErrorCode.ROLLOUT_FAILED, message: expect.stringMatching(/NaN/) });
+    const inputs = sampleInputs(v1, 1, 4);
+    const r = await cluster.coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))));
+    expect(r.version).toBe('1');
+    expectOutputsClose(r.outputs, await expected(v1, inputs));
+    expect(cluster.coordinator.versions('m').find((v) => v.version === '2')).toMatchObject({
+      state: 'failed',
+    });
+    await expect(
+      cluster.coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))), { version: '2' }),
+    ).rejects.toMatchObject({ code: DinferErrorCode.UNKNOWN_MODEL });
+    tf.dispose(inputs);
+  });
+
+  it('serves two models side by side and unloads one', async () => {
+    const a = fixture('small CNN').build();
+    const b = fixture('sequential MLP').build();
+    const cluster = await startCluster(a, [validCuts(a)[1]!], 2);
+    await cluster.coordinator.deploy({ name: 'other', model: b, cuts: [validCuts(b)[0]!] });
+    expect(
+      cluster.coordinator
+        .models()
+        .map((m) => m.name)
+        .sort(),
+    ).toEqual(['m', 'other']);
+    const inputs = sampleInputs(b, 2, 1);
+    const r = await cluster.coordinator.infer('other', await Promise.all(inputs.map((t) => fromTfTensor(t))));
+    expectOutputsClose(r.outputs, await expected(b, inputs));
+    expect(r.degraded).toBe(false);
+    await cluster.coordinator.unload('other');
+    await expect(
+      cluster.coordinator.infer('other', await Promise.all(inputs.map((t) => fromTfTensor(t)))),
+    ).rejects.toMatchObject({ code: DinferErrorCode.UNKNOWN_MODEL });
+    await waitFor(() => cluster.workers.every((w) => w.stages().every((k) => k.startsWith('m@'))));
+    tf.dispose(inputs);
+  });
+});
+
 async function waitFor(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!condition()) {

@@ -84,6 +84,13 @@ export type CoordinatorEvent =
       readonly error: string;
     }
   | { readonly type: 'ready' }
+  | { readonly type: 'version.active'; readonly model: string; readonly version: string }
+  | {
+      readonly type: 'version.failed';
+      readonly model: string;
+      readonly version: string;
+      readonly error: string;
+    }
   | { readonly type: 'degraded'; readonly model: string; readonly stage: number; readonly active: boolean };
 
 /** One worker in {@link ClusterStatus}. */

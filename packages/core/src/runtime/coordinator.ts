@@ -58,12 +58,53 @@ export interface WaitReadyOptions {
   readonly signal?: AbortSignal | undefined;
 }
 
+/**
+ * Lifecycle of one model version: `loading` (shipping and warming up), `active` (new
+ * requests run on it), `standby` (a previous version, kept for rollback; its shards stay in
+ * the workers' disk caches), `failed` (its rollout failed; see `error`).
+ */
+export type VersionState = 'loading' | 'active' | 'standby' | 'failed';
+
+/** One model version in {@link Coordinator.versions}. */
+export interface VersionStatus {
+  readonly model: string;
+  readonly version: string;
+  readonly state: VersionState;
+  /** Why the rollout failed, for `failed` versions. */
+  readonly error?: string | undefined;
+  /** Requests running on this version now. */
+  readonly inflight: number;
+  readonly stages: number;
+  /** Stages with at least one worker that has them loaded. */
+  readonly stagesLoaded: number;
+}
+
+/** Options of {@link Coordinator.deploy} and {@link Coordinator.activate}. */
+export interface RolloutOptions {
+  /** Give up on a rollout that is not loaded and warmed up in time. Default 300 000 ms. */
+  readonly timeoutMs?: number | undefined;
+  readonly signal?: AbortSignal | undefined;
+}
+
 /** The master's runtime: an {@link InferenceService} over a cluster of workers. */
 export interface Coordinator extends InferenceService {
   /** Listens for workers. Resolves with the bound cluster address and heartbeat port. */
   start(): Promise<{ address: string; heartbeatPort: number }>;
-  /** Prepares a model version (partition + shard blobs) and places it once workers are there. */
-  deploy(spec: DeploymentSpec): Promise<Deployment>;
+  /**
+   * Prepares a model version (partition + shard blobs). Before the cluster is ready, the
+   * first version of each model becomes active at once and is placed when workers are there.
+   * Afterwards it is a hot swap: the version is shipped, loaded and warmed up on workers while
+   * the current one keeps serving, then new requests switch to it atomically; requests in
+   * flight finish on the version they started with. A failed rollout leaves the current
+   * version serving and rejects with `DINFER_ERR_ROLLOUT_FAILED` saying why.
+   */
+  deploy(spec: DeploymentSpec, options?: RolloutOptions): Promise<Deployment>;
+  /** Makes a known version active again (rollback), with the same hot-swap guarantees. */
+  activate(model: string, version: string, options?: RolloutOptions): Promise<void>;
+  /** Unloads one version (not the active one while others exist), or the whole model. */
+  unload(model: string, version?: string): Promise<void>;
+  /** Every version of every model (or of `model`). */
+  versions(model?: string): VersionStatus[];
   /** Resolves once every stage of every model has a loaded worker (or startDegraded is set). */
   waitUntilReady(options?: WaitReadyOptions): Promise<void>;
   /** A snapshot of workers and stages. */
@@ -130,7 +171,8 @@ class ClusterCoordinator implements Coordinator {
   readonly #metrics;
   readonly #scheduler;
   readonly #workers = new Map<string, RemoteWorker>();
-  readonly #deployments = new Map<string, Deployment>();
+  readonly #models = new Map<string, ModelEntry>();
+  /** Placement per version, keyed `<model>@<version>`. */
   readonly #placements = new Map<string, Placement>();
   readonly #degradedStages = new Set<string>();
   #listener: Listener | undefined;
@@ -208,15 +250,189 @@ class ClusterCoordinator implements Coordinator {
     await this.#heartbeats?.stop();
   }
 
-  async deploy(spec: DeploymentSpec): Promise<Deployment> {
-    const deployment = await createDeployment(spec);
-    this.#deployments.set(deployment.name, deployment);
-    if (this.#placementAllowed) await this.#requestRebalance();
+  async deploy(spec: DeploymentSpec, options: RolloutOptions = {}): Promise<Deployment> {
+    const version = spec.version ?? '1';
+    const existing = this.#models.get(spec.name)?.versions.get(version);
+    if (existing && existing.state !== 'failed') {
+      throw new DinferError(
+        DinferErrorCode.INVALID_ARGUMENT,
+        `model "${spec.name}" version "${version}" is already loaded (${existing.state}); activate it or unload it first`,
+      );
+    }
+    const deployment = await createDeployment({ ...spec, version });
+    let model = this.#models.get(spec.name);
+    if (!model) {
+      model = { name: spec.name, active: undefined, versions: new Map() };
+      this.#models.set(spec.name, model);
+    }
+    const entry: VersionEntry = { deployment, state: 'loading', error: undefined, inflight: 0, failures: [] };
+    model.versions.set(version, entry);
+    if (!this.#ready && !model.active) {
+      // Startup: the first version is what readiness waits for.
+      entry.state = 'active';
+      model.active = entry;
+      if (this.#placementAllowed) await this.#requestRebalance();
+      return deployment;
+    }
+    await this.#rollout(model, entry, options);
     return deployment;
   }
 
+  async activate(modelName: string, version: string, options: RolloutOptions = {}): Promise<void> {
+    const model = this.#model(modelName);
+    const entry = model.versions.get(version);
+    if (!entry) {
+      throw new DinferError(
+        DinferErrorCode.UNKNOWN_MODEL,
+        `model "${modelName}" has no version "${version}"; known: ${[...model.versions.keys()].join(', ')}`,
+        { details: { model: modelName, version } },
+      );
+    }
+    if (entry.state === 'active') return;
+    await this.#rollout(model, entry, options);
+  }
+
+  async unload(modelName: string, version?: string): Promise<void> {
+    const model = this.#model(modelName);
+    if (
+      version === undefined ||
+      (model.active?.deployment.version === version && model.versions.size === 1)
+    ) {
+      this.#models.delete(modelName);
+      for (const v of model.versions.keys()) this.#placements.delete(`${modelName}@${v}`);
+    } else {
+      const entry = model.versions.get(version);
+      if (!entry) {
+        throw new DinferError(
+          DinferErrorCode.UNKNOWN_MODEL,
+          `model "${modelName}" has no version "${version}"`,
+          {
+            details: { model: modelName, version },
+          },
+        );
+      }
+      if (entry === model.active) {
+        throw new DinferError(
+          DinferErrorCode.INVALID_ARGUMENT,
+          `version "${version}" of "${modelName}" is active: activate another version first, or unload the model`,
+        );
+      }
+      model.versions.delete(version);
+      this.#placements.delete(`${modelName}@${version}`);
+    }
+    this.#log.info({ model: modelName, version }, 'unloaded');
+    await this.#requestRebalance();
+    this.#updateReadiness();
+  }
+
+  versions(modelName?: string): VersionStatus[] {
+    const out: VersionStatus[] = [];
+    for (const model of this.#models.values()) {
+      if (modelName !== undefined && model.name !== modelName) continue;
+      for (const entry of model.versions.values()) {
+        out.push({
+          model: model.name,
+          version: entry.deployment.version,
+          state: entry.state,
+          error: entry.error,
+          inflight: entry.inflight,
+          stages: entry.deployment.stages.length,
+          stagesLoaded: entry.deployment.stages.filter((s) => this.#replicas(s).length > 0).length,
+        });
+      }
+    }
+    return out;
+  }
+
+  #model(name: string): ModelEntry {
+    const model = this.#models.get(name);
+    if (!model) {
+      const known = [...this.#models.keys()];
+      throw new DinferError(
+        DinferErrorCode.UNKNOWN_MODEL,
+        `unknown model "${name}"; this server serves ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'no models'}`,
+        { details: { model: name, known } },
+      );
+    }
+    return model;
+  }
+
+  /** Ships, loads and warms up `entry` beside the active version, then switches to it. */
+  async #rollout(model: ModelEntry, entry: VersionEntry, options: RolloutOptions): Promise<void> {
+    const { deployment } = entry;
+    const label = `${model.name}@${deployment.version}`;
+    entry.state = 'loading';
+    entry.error = undefined;
+    entry.failures = [];
+    this.#log.info({ model: model.name, version: deployment.version }, 'rolling out');
+    const live = [...this.#workers.values()].some((w) => w.state === 'ready');
+    try {
+      if (live) {
+        const deadline = Date.now() + (options.timeoutMs ?? 300_000);
+        for (;;) {
+          await this.#requestRebalance();
+          if (deployment.stages.every((s) => this.#replicas(s).length > 0)) break;
+          if (entry.failures.length > 0) {
+            throw new DinferError(DinferErrorCode.ROLLOUT_FAILED, `${label}: ${entry.failures.join('; ')}`);
+          }
+          if (Date.now() > deadline) {
+            throw new DinferError(DinferErrorCode.ROLLOUT_FAILED, `${label}: not loaded on workers in time`);
+          }
+          await sleep(50, options.signal);
+        }
+      }
+      await this.#warmupCheck(entry, live);
+    } catch (error) {
+      entry.state = 'failed';
+      entry.error = message(error);
+      this.#log.error({ model: model.name, version: deployment.version, err: entry.error }, 'rollout failed');
+      this.#emit({
+        type: 'version.failed',
+        model: model.name,
+        version: deployment.version,
+        error: entry.error,
+      });
+      void this.#requestRebalance(); // unload what was shipped for it
+      throw isDinferError(error, DinferErrorCode.ROLLOUT_FAILED)
+        ? error
+        : new DinferError(DinferErrorCode.ROLLOUT_FAILED, `${label}: ${entry.error}`, { cause: error });
+    }
+    const previous = model.active;
+    model.active = entry; // the atomic switch: new requests pin this entry from now on
+    entry.state = 'active';
+    if (previous && previous !== entry) previous.state = 'standby';
+    this.#log.info(
+      { model: model.name, version: deployment.version, previous: previous?.deployment.version },
+      'version active',
+    );
+    this.#emit({ type: 'version.active', model: model.name, version: deployment.version });
+    this.#updateReadiness();
+    void this.#requestRebalance(); // the previous version leaves the workers once drained
+  }
+
+  /** Runs one example of zeros through a version and checks its outputs are finite. */
+  async #warmupCheck(entry: VersionEntry, onWorkers: boolean): Promise<void> {
+    const { deployment } = entry;
+    const inputs: TensorData[] = deployment.served.inputs.map((spec) => {
+      const shape = spec.shape.map((d, i) => (i === 0 ? 1 : (d ?? 1)));
+      const size = shape.reduce((a, b) => a * b, 1);
+      return spec.dtype === 'int32'
+        ? { dtype: 'int32', shape, data: new Int32Array(size) }
+        : { dtype: 'float32', shape, data: new Float32Array(size) };
+    });
+    const result = await this.#run(entry, inputs, { requestId: `warmup-${deployment.version}` }, onWorkers);
+    for (const output of result.outputs) {
+      if (output.dtype === 'float32' && !(output.data as Float32Array).every(Number.isFinite)) {
+        throw new DinferError(
+          DinferErrorCode.ROLLOUT_FAILED,
+          'warm-up check: the model produced NaN or Infinity',
+        );
+      }
+    }
+  }
+
   async waitUntilReady(options: WaitReadyOptions = {}): Promise<void> {
-    const mostStages = Math.max(1, ...[...this.#deployments.values()].map((d) => d.stages.length));
+    const mostStages = Math.max(1, ...this.#activeDeployments().map((d) => d.stages.length));
     this.#minWorkers = options.minWorkers ?? mostStages;
     this.#maybeAllowPlacement();
     if (this.#ready) return;
@@ -373,12 +589,15 @@ class ClusterCoordinator implements Coordinator {
     if (!this.#placementAllowed) return;
     const live = [...this.#workers.values()].filter((w) => w.state === 'ready' && w.connection.isOpen);
     const views = live.map((w) => w.view());
+    const wanted = new Set<string>();
     let failures = 0;
-    for (const deployment of this.#deployments.values()) {
+    for (const entry of this.#placedVersions()) {
+      const { deployment } = entry;
+      const placementKey = `${deployment.name}@${deployment.version}`;
       const placement = this.#scheduler.place({
         stages: deployment.stages.map((s) => s.requirement),
         workers: views,
-        current: this.#placements.get(deployment.name),
+        current: this.#placements.get(placementKey),
       });
       const tasks: Promise<void>[] = [];
       const kept: string[][] = placement.stages.map(() => []);
@@ -386,6 +605,7 @@ class ClusterCoordinator implements Coordinator {
         for (const id of placement.stages[stage.index] ?? []) {
           const worker = this.#workers.get(id);
           if (!worker) continue;
+          wanted.add(`${id} ${stage.key}`);
           tasks.push(
             this.#ensureStage(worker, stage).then(
               () => {
@@ -393,6 +613,8 @@ class ClusterCoordinator implements Coordinator {
               },
               (error: unknown) => {
                 failures++;
+                if (entry.state === 'loading')
+                  entry.failures.push(`stage ${stage.index} on ${id}: ${message(error)}`);
                 this.#log.error({ worker: id, stage: stage.key, err: message(error) }, 'stage load failed');
                 this.#emit({ type: 'stage.failed', workerId: id, stage: stage.key, error: message(error) });
               },
@@ -401,27 +623,38 @@ class ClusterCoordinator implements Coordinator {
         }
       }
       await Promise.all(tasks);
-      this.#placements.set(deployment.name, { stages: kept });
-      // Drop stages a worker no longer serves, to free its memory.
-      for (const worker of live) {
-        for (const stage of deployment.stages) {
-          if (worker.loaded.has(stage.key) && !kept[stage.index]?.includes(worker.id)) {
-            worker.loaded.delete(stage.key);
-            worker.connection
-              .request(
-                { header: { type: 'stage.unload', key: stage.key }, attachments: [] },
-                { timeoutMs: 30_000 },
-              )
-              .catch(() => {});
-          }
-        }
+      this.#placements.set(placementKey, { stages: kept });
+    }
+    // Drop stages no placement wants (moved, previous versions, unloaded models).
+    for (const worker of live) {
+      for (const key of [...worker.loaded]) {
+        if (wanted.has(`${worker.id} ${key}`)) continue;
+        worker.loaded.delete(key);
+        worker.connection
+          .request({ header: { type: 'stage.unload', key }, attachments: [] }, { timeoutMs: 30_000 })
+          .catch(() => {});
       }
     }
     this.#updateReadiness();
-    if (failures > 0 && !this.#stopped) {
+    if (failures > 0 && !this.#stopped && [...this.#placedVersions()].some((e) => e.state === 'active')) {
       // A worker rejected a shard or failed to load: try again soon, possibly elsewhere.
       setTimeout(() => void this.#requestRebalance(), 1000).unref();
     }
+  }
+
+  /** Versions that belong on workers: active and loading ones, and previous ones still draining. */
+  *#placedVersions(): Generator<VersionEntry> {
+    for (const model of this.#models.values()) {
+      for (const entry of model.versions.values()) {
+        if (entry.state === 'active' || entry.state === 'loading' || entry.inflight > 0) yield entry;
+      }
+    }
+  }
+
+  #activeDeployments(): Deployment[] {
+    const out: Deployment[] = [];
+    for (const model of this.#models.values()) if (model.active) out.push(model.active.deployment);
+    return out;
   }
 
   #ensureStage(worker: RemoteWorker, stage: DeploymentStage): Promise<void> {
@@ -501,8 +734,9 @@ class ClusterCoordinator implements Coordinator {
   }
 
   #updateReadiness(): void {
-    let allServed = this.#deployments.size > 0;
-    for (const deployment of this.#deployments.values()) {
+    const active = this.#activeDeployments();
+    let allServed = active.length > 0;
+    for (const deployment of active) {
       for (const stage of deployment.stages) {
         const served = this.#replicas(stage).length > 0;
         if (!served) allServed = false;
@@ -537,7 +771,15 @@ class ClusterCoordinator implements Coordinator {
   // ---- inference -------------------------------------------------------------------------
 
   models(): readonly ServedModel[] {
-    return [...this.#deployments.values()].map((d) => d.served);
+    const out: ServedModel[] = [];
+    for (const model of this.#models.values()) {
+      if (!model.active) continue;
+      const versions = [...model.versions.values()]
+        .filter((e) => e.state !== 'failed')
+        .map((e) => e.deployment.version);
+      out.push({ ...model.active.deployment.served, versions });
+    }
+    return out;
   }
 
   health(): ServiceHealth {
@@ -553,63 +795,101 @@ class ClusterCoordinator implements Coordinator {
     inputs: readonly TensorData[],
     options: InferOptions = {},
   ): Promise<InferResult> {
-    const started = performance.now();
-    const deployment = this.#deployments.get(model);
-    if (!deployment) {
-      const known = [...this.#deployments.keys()];
-      throw new DinferError(
-        DinferErrorCode.UNKNOWN_MODEL,
-        `unknown model "${model}"; this server serves ${known.length ? known.map((k) => `"${k}"`).join(', ') : 'no models'}`,
-        { details: { model, known } },
-      );
-    }
+    const entry = this.#entryFor(model, options.version);
     if (this.#stopped) throw new DinferError(DinferErrorCode.NOT_READY, 'the server is shutting down');
     if (!this.#ready) {
       throw new DinferError(DinferErrorCode.NOT_READY, 'the cluster is not ready yet: waiting for workers', {
-        details: { workers: this.#workers.size, minWorkers: this.#minWorkers },
+        details: { workers: this.#workers.size, minWorkers: this.#minWorkers, retryAfterMs: 1000 },
       });
     }
-    validateModelInputs(deployment.served.inputs, inputs);
-    const requestId = options.requestId ?? randomUUID();
-    const activations = new Map<string, TensorData>();
-    deployment.served.inputs.forEach((spec, i) => {
-      activations.set(spec.name, inputs[i] as TensorData);
-    });
-    const nodes: StageTrace[] = [];
-    let degraded = false;
-    for (const stage of deployment.stages) {
-      const stageInputs = stage.partitionStage.inputs.map((spec) => {
+    validateModelInputs(entry.deployment.served.inputs, inputs);
+    return this.#run(entry, inputs, options, false);
+  }
+
+  /** The version a request runs on: the one asked for, else the active one. */
+  #entryFor(modelName: string, version: string | undefined): VersionEntry {
+    const model = this.#model(modelName);
+    if (version !== undefined) {
+      const entry = model.versions.get(version);
+      if (!entry || entry.state === 'failed') {
+        const known = [...model.versions.values()]
+          .filter((e) => e.state !== 'failed')
+          .map((e) => e.deployment.version);
+        throw new DinferError(
+          DinferErrorCode.UNKNOWN_MODEL,
+          `model "${modelName}" has no usable version "${version}"; available: ${known.join(', ') || 'none'}`,
+          { details: { model: modelName, version, known } },
+        );
+      }
+      return entry;
+    }
+    if (!model.active) {
+      throw new DinferError(DinferErrorCode.NOT_READY, `model "${modelName}" is still loading`, {
+        details: { retryAfterMs: 1000 },
+      });
+    }
+    return model.active;
+  }
+
+  /** Runs a request through every stage of a pinned version. */
+  async #run(
+    entry: VersionEntry,
+    inputs: readonly TensorData[],
+    options: InferOptions,
+    workersOnly: boolean,
+  ): Promise<InferResult> {
+    const started = performance.now();
+    const { deployment } = entry;
+    entry.inflight++;
+    try {
+      const requestId = options.requestId ?? randomUUID();
+      const activations = new Map<string, TensorData>();
+      deployment.served.inputs.forEach((spec, i) => {
+        activations.set(spec.name, inputs[i] as TensorData);
+      });
+      const nodes: StageTrace[] = [];
+      let degraded = false;
+      for (const stage of deployment.stages) {
+        const stageInputs = stage.partitionStage.inputs.map((spec) => {
+          const value = activations.get(spec.name);
+          if (!value) {
+            throw new DinferError(
+              DinferErrorCode.INTERNAL,
+              `stage ${stage.index} input ${spec.name} missing`,
+            );
+          }
+          return value;
+        });
+        const result = await this.#runStage(deployment, stage, stageInputs, requestId, options, workersOnly);
+        nodes.push(result.trace);
+        degraded ||= result.trace.worker === 'master';
+        stage.partitionStage.outputs.forEach((spec, i) => {
+          activations.set(spec.name, result.outputs[i] as TensorData);
+        });
+        // Keep only what later stages or the final answer still need.
+        const needed = new Set<string>(deployment.served.outputs.map((o) => o.name));
+        for (const later of deployment.stages.slice(stage.index + 1)) {
+          for (const spec of later.partitionStage.inputs) needed.add(spec.name);
+        }
+        for (const name of [...activations.keys()]) if (!needed.has(name)) activations.delete(name);
+      }
+      const outputs = deployment.served.outputs.map((spec) => {
         const value = activations.get(spec.name);
-        if (!value)
-          throw new DinferError(DinferErrorCode.INTERNAL, `stage ${stage.index} input ${spec.name} missing`);
+        if (!value) throw new DinferError(DinferErrorCode.INTERNAL, `model output ${spec.name} missing`);
         return value;
       });
-      const result = await this.#runStage(deployment, stage, stageInputs, requestId, options);
-      nodes.push(result.trace);
-      degraded ||= result.trace.worker === 'master';
-      stage.partitionStage.outputs.forEach((spec, i) => {
-        activations.set(spec.name, result.outputs[i] as TensorData);
-      });
-      // Keep only what later stages or the final answer still need.
-      const needed = new Set<string>(deployment.served.outputs.map((o) => o.name));
-      for (const later of deployment.stages.slice(stage.index + 1)) {
-        for (const spec of later.partitionStage.inputs) needed.add(spec.name);
-      }
-      for (const name of [...activations.keys()]) if (!needed.has(name)) activations.delete(name);
+      return {
+        model: deployment.name,
+        version: deployment.version,
+        outputs,
+        nodes,
+        degraded,
+        processingTimeMs: performance.now() - started,
+      };
+    } finally {
+      entry.inflight--;
+      if (entry.inflight === 0 && entry.state === 'standby') void this.#requestRebalance();
     }
-    const outputs = deployment.served.outputs.map((spec) => {
-      const value = activations.get(spec.name);
-      if (!value) throw new DinferError(DinferErrorCode.INTERNAL, `model output ${spec.name} missing`);
-      return value;
-    });
-    return {
-      model: deployment.name,
-      version: deployment.version,
-      outputs,
-      nodes,
-      degraded,
-      processingTimeMs: performance.now() - started,
-    };
   }
 
   async #runStage(
@@ -618,6 +898,7 @@ class ClusterCoordinator implements Coordinator {
     inputs: readonly TensorData[],
     requestId: string,
     options: InferOptions,
+    workersOnly = false,
   ): Promise<{ outputs: TensorData[]; trace: StageTrace }> {
     const retry = this.#options.retry;
     const maxAttempts = retry?.maxAttempts ?? 5;
@@ -721,7 +1002,7 @@ class ClusterCoordinator implements Coordinator {
         worker.inflight--;
       }
     }
-    if (this.#options.degradeOnLoss === false) {
+    if (workersOnly || this.#options.degradeOnLoss === false) {
       throw new DinferError(
         DinferErrorCode.NO_WORKER,
         `no worker could serve stage ${stage.index} of ${deployment.name}`,
@@ -749,7 +1030,8 @@ class ClusterCoordinator implements Coordinator {
   status(): ClusterStatus {
     const now = Date.now();
     const stages: StageStatus[] = [];
-    for (const deployment of this.#deployments.values()) {
+    for (const entry of this.#placedVersions()) {
+      const { deployment } = entry;
       for (const stage of deployment.stages) {
         const replicas = this.#replicas(stage).map((w) => w.id);
         stages.push({
@@ -799,4 +1081,19 @@ function hostOf(address: string): string {
   const i = address.lastIndexOf(':');
   const host = i < 0 ? address : address.slice(0, i);
   return host.replace(/^\[|\]$/g, '') || '0.0.0.0';
+}
+
+interface VersionEntry {
+  readonly deployment: Deployment;
+  state: VersionState;
+  error: string | undefined;
+  inflight: number;
+  /** Load failures seen during the current rollout. */
+  failures: string[];
+}
+
+interface ModelEntry {
+  readonly name: string;
+  active: VersionEntry | undefined;
+  readonly versions: Map<string, VersionEntry>;
 }

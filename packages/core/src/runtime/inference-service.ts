@@ -19,6 +19,8 @@ export interface ServedModel {
   readonly outputs: readonly TensorSpec[];
   /** Optional class labels for the first output (index -> label). */
   readonly labels?: readonly string[] | undefined;
+  /** Every version that can be asked for explicitly (the active one included). */
+  readonly versions?: readonly string[] | undefined;
 }
 
 /** Per-request options of {@link InferenceService.infer}. */
@@ -29,6 +31,8 @@ export interface InferOptions {
   readonly requestId?: string | undefined;
   /** Absolute time (ms since epoch) after which the request is abandoned with `DINFER_ERR_TIMEOUT`. */
   readonly deadline?: number | undefined;
+  /** Run on this model version instead of the active one. */
+  readonly version?: string | undefined;
 }
 
 /** Where one stage of a request ran and how long it took. */
@@ -54,6 +58,8 @@ export interface InferResult {
   readonly degraded: boolean;
   /** Wall time of the request inside the service, in ms. */
   readonly processingTimeMs: number;
+  /** True when the answer came from a result cache (see `cachingService`) rather than a computation. */
+  readonly cached?: boolean | undefined;
 }
 
 /** Readiness of a service, for `/v2/health/*`. */
