@@ -4,7 +4,13 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { partitionModel } from '../src/model/partition.js';
-import { modelFromBlobs, STAGE_WEIGHTS_FILE, stageToBlobs } from '../src/runtime/stage-artifacts.js';
+import {
+  modelFromBlobs,
+  type StageBlobs,
+  stageTensorHashes,
+  stageToBlobs,
+  tensorBlobPath,
+} from '../src/runtime/stage-artifacts.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 
@@ -13,6 +19,16 @@ beforeAll(async () => {
 });
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+const tensorsOf = (blobs: StageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
+function joined(blobs: StageBlobs): Uint8Array {
+  const out = new Uint8Array(blobs.weightBytes);
+  let offset = 0;
+  for (const t of blobs.tensors) {
+    out.set(t.bytes, offset);
+    offset += t.bytes.byteLength;
+  }
+  return out;
+}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -24,28 +40,35 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 describe('stageToBlobs / modelFromBlobs', () => {
-  it('round-trips a model: same outputs, standard model.json, hashes of the bytes', async () => {
+  it('round-trips a model: same outputs, standard model.json, one hashed blob per tensor', async () => {
     const model = fixture('small CNN').build();
     const blobs = await stageToBlobs(model);
     expect(blobs.topologySha256).toBe(sha(blobs.topology));
-    expect(blobs.weightsSha256).toBe(sha(blobs.weights));
+    expect(blobs.tensors).toHaveLength(model.weights.length);
     const json = JSON.parse(new TextDecoder().decode(blobs.topology)) as tf.io.ModelJSON;
     expect(json.format).toBe('layers-model');
-    expect(json.weightsManifest).toHaveLength(1);
-    expect(json.weightsManifest[0]!.paths).toEqual([STAGE_WEIGHTS_FILE]);
-    const declared = json.weightsManifest[0]!.weights.reduce(
-      (s, w) => s + w.shape.reduce((a, b) => a * b, 1) * 4,
-      0,
-    );
-    expect(blobs.weights.byteLength).toBe(declared);
+    expect(json.weightsManifest).toHaveLength(model.weights.length);
+    blobs.tensors.forEach((t, i) => {
+      const variable = model.weights[i]!; // TF.js saves trainable weights first, then the others
+      expect(t.sha256).toBe(sha(t.bytes));
+      expect(t.name).toBe(variable.originalName);
+      expect(t.bytes.byteLength).toBe(variable.shape.reduce<number>((a, b) => a * (b ?? 1), 1) * 4);
+      expect(json.weightsManifest[i]!.paths).toEqual([tensorBlobPath(t.sha256)]);
+      expect(json.weightsManifest[i]!.weights).toEqual([t.entry]);
+    });
+    expect(stageTensorHashes(blobs.topology)).toEqual(blobs.tensors.map((t) => t.sha256));
+    expect(blobs.weightBytes).toBe(blobs.rawWeightBytes);
 
-    const rebuilt = await modelFromBlobs(blobs.topology, blobs.weights);
     const inputs = sampleInputs(model, 3);
     const expected = model.predict(inputs) as tf.Tensor;
-    const actual = rebuilt.predict(inputs) as tf.Tensor;
-    expectClose(actual, expected, 0);
-    disposeAll([actual, expected, ...inputs]);
-    rebuilt.dispose();
+    for (const weights of [tensorsOf(blobs), joined(blobs)]) {
+      const rebuilt = await modelFromBlobs(blobs.topology, weights);
+      const actual = rebuilt.predict(inputs) as tf.Tensor;
+      expectClose(actual, expected, 0);
+      actual.dispose();
+      rebuilt.dispose();
+    }
+    disposeAll([expected, ...inputs]);
     model.dispose();
   });
 
@@ -54,10 +77,10 @@ describe('stageToBlobs / modelFromBlobs', () => {
     const a = await stageToBlobs(model);
     const b = await stageToBlobs(model);
     expect(b.topologySha256).toBe(a.topologySha256);
-    expect(b.weightsSha256).toBe(a.weightsSha256);
-    const rebuilt = await modelFromBlobs(a.topology, a.weights);
+    expect(b.tensors.map((t) => t.sha256)).toEqual(a.tensors.map((t) => t.sha256));
+    const rebuilt = await modelFromBlobs(a.topology, tensorsOf(a));
     const c = await stageToBlobs(rebuilt);
-    expect(c.weightsSha256).toBe(a.weightsSha256);
+    expect(c.tensors.map((t) => t.sha256)).toEqual(a.tensors.map((t) => t.sha256));
     expect(c.topologySha256).toBe(a.topologySha256);
     rebuilt.dispose();
     model.dispose();
@@ -70,7 +93,7 @@ describe('stageToBlobs / modelFromBlobs', () => {
     expect(stage.inputs.length).toBe(2);
     const blobs = await stageToBlobs(stage.model);
     const before = tf.memory().numTensors;
-    const rebuilt = await modelFromBlobs(blobs.topology, blobs.weights);
+    const rebuilt = await modelFromBlobs(blobs.topology, tensorsOf(blobs));
     const inputs = sampleInputs(stage.model, 2);
     const expected = stage.model.predict(inputs) as tf.Tensor;
     const actual = rebuilt.predict(inputs) as tf.Tensor;
@@ -83,7 +106,9 @@ describe('stageToBlobs / modelFromBlobs', () => {
 
   it('refuses weights of the wrong size and broken topologies with MODEL_CORRUPT', async () => {
     const model = fixture('sequential MLP').build();
-    const { topology, weights } = await stageToBlobs(model);
+    const blobs = await stageToBlobs(model);
+    const { topology } = blobs;
+    const weights = joined(blobs);
     const short = await rejection(modelFromBlobs(topology, weights.subarray(0, weights.byteLength - 4)));
     expect(isDinferError(short, DinferErrorCode.MODEL_CORRUPT)).toBe(true);
     const long = new Uint8Array(weights.byteLength + 4);
@@ -95,6 +120,18 @@ describe('stageToBlobs / modelFromBlobs', () => {
     expect(
       isDinferError(await rejection(modelFromBlobs(garbage, weights)), DinferErrorCode.MODEL_CORRUPT),
     ).toBe(true);
+    // Per-tensor blobs: one missing, or one of the wrong size.
+    const tensors = tensorsOf(blobs);
+    expect(
+      isDinferError(
+        await rejection(modelFromBlobs(topology, tensors.slice(1))),
+        DinferErrorCode.MODEL_CORRUPT,
+      ),
+    ).toBe(true);
+    const cut = [tensors[0]!.subarray(4), ...tensors.slice(1)];
+    expect(isDinferError(await rejection(modelFromBlobs(topology, cut)), DinferErrorCode.MODEL_CORRUPT)).toBe(
+      true,
+    );
     const notUtf8 = new Uint8Array([0xff, 0xfe, 0x00]);
     expect(
       isDinferError(await rejection(modelFromBlobs(notUtf8, weights)), DinferErrorCode.MODEL_CORRUPT),

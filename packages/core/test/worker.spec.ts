@@ -17,7 +17,7 @@ import {
   type RuntimeMessage,
   stageKey,
 } from '../src/runtime/messages.js';
-import { type StageBlobs, stageToBlobs } from '../src/runtime/stage-artifacts.js';
+import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/runtime/stage-artifacts.js';
 import {
   addressHost,
   createWorker,
@@ -39,6 +39,8 @@ const KEY = stageKey('residual', 'v1', 1);
 
 let stage: PartitionStage;
 let blobs: StageBlobs;
+/** The stage's largest weight tensor: the blob the chunking tests ship piece by piece. */
+let big: TensorBlob;
 let model: tf.LayersModel;
 let capabilities: WorkerCapabilities;
 
@@ -47,6 +49,7 @@ beforeAll(async () => {
   model = fixture('residual add block').build();
   stage = partitionModel(model, [4]).stages[1]!;
   blobs = await stageToBlobs(stage.model);
+  big = [...blobs.tensors].sort((a, b) => b.bytes.byteLength - a.bytes.byteLength)[0]!;
   capabilities = { backend: tf.getBackend(), cores: 1, memoryBytes: 2 ** 30, score: 1 };
 });
 
@@ -211,7 +214,7 @@ function stageLoad(): Envelope {
     type: 'stage.load',
     key: KEY,
     topology: blobs.topologySha256,
-    weights: blobs.weightsSha256,
+    weights: blobs.tensors.map((t) => t.sha256),
     inputs: stage.inputs.map((s) => s.name),
     outputs: stage.outputs.map((s) => s.name),
   });
@@ -251,9 +254,19 @@ async function checkInferReply(reply: Envelope, inputs: readonly TensorData[]): 
   tf.dispose([...actual, ...expected]);
 }
 
+/** Sends every tensor blob of the stage but `except`. */
+async function sendTensors(connection: Connection, except?: string): Promise<void> {
+  const sent = new Set<string>(except === undefined ? [] : [except]);
+  for (const tensor of blobs.tensors) {
+    if (sent.has(tensor.sha256)) continue;
+    sent.add(tensor.sha256);
+    await sendBlob(connection, tensor.bytes);
+  }
+}
+
 async function shipAndLoad(connection: Connection): Promise<void> {
   await sendBlob(connection, blobs.topology);
-  await sendBlob(connection, blobs.weights);
+  await sendTensors(connection);
   parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
 }
 
@@ -270,29 +283,27 @@ describe('createWorker', () => {
     expect(master.joins[0]).toEqual({ type: 'join', name: 'test-worker', capabilities, blobs: [] });
 
     const status = parseRuntimeMessage(
-      (
-        await connection.request(
-          envelope({ type: 'blob.status', blobs: [blobs.topologySha256, blobs.weightsSha256] }),
-        )
-      ).header,
+      (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.topologySha256, big.sha256] })))
+        .header,
       'blob.status.result',
     );
     expect(status).toEqual({
       type: 'blob.status.result',
-      missing: [blobs.topologySha256, blobs.weightsSha256],
+      missing: [blobs.topologySha256, big.sha256],
       partial: [],
     });
     // The topology goes through the master's own shipper, the weights through small chunks.
     const shipped = await shipBlob(connection, blobs.topologySha256, blobs.topology, { chunkBytes: 4096 });
     expect(shipped.rawBytes).toBe(blobs.topology.byteLength);
-    const ack = await sendBlob(connection, blobs.weights, { chunkBytes: 500 });
+    const ack = await sendBlob(connection, big.bytes, { chunkBytes: 500 });
     expect(ack).toEqual({
       type: 'blob.ack',
-      sha256: blobs.weightsSha256,
-      receivedBytes: blobs.weights.byteLength,
+      sha256: big.sha256,
+      receivedBytes: big.bytes.byteLength,
       complete: true,
     });
-    expect(w.store.list().sort()).toEqual([blobs.topologySha256, blobs.weightsSha256].sort());
+    expect(w.store.list().sort()).toEqual([blobs.topologySha256, big.sha256].sort());
+    await sendTensors(connection, big.sha256);
 
     const loaded = parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
     expect(loaded.key).toBe(KEY);
@@ -337,11 +348,11 @@ describe('createWorker', () => {
     await first.start();
     let connection = await master.nextJoin();
     await sendBlob(connection, blobs.topology);
-    const half = Math.floor(blobs.weights.byteLength / 2);
-    await sendBlob(connection, blobs.weights, { chunkBytes: 100, until: half });
-    const received = first.store.receivedBytes(blobs.weightsSha256);
+    const half = Math.floor(big.bytes.byteLength / 2);
+    await sendBlob(connection, big.bytes, { chunkBytes: 100, until: half });
+    const received = first.store.receivedBytes(big.sha256);
     expect(received).toBeGreaterThanOrEqual(half);
-    expect(received).toBeLessThan(blobs.weights.byteLength);
+    expect(received).toBeLessThan(big.bytes.byteLength);
     await first.stop();
     expect(first.state).toBe('stopped');
 
@@ -350,19 +361,17 @@ describe('createWorker', () => {
     connection = await master.nextJoin();
     expect(master.joins[1]!.blobs).toEqual([blobs.topologySha256]);
     const status = parseRuntimeMessage(
-      (
-        await connection.request(
-          envelope({ type: 'blob.status', blobs: [blobs.topologySha256, blobs.weightsSha256] }),
-        )
-      ).header,
+      (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.topologySha256, big.sha256] })))
+        .header,
       'blob.status.result',
     );
     expect(status.missing).toEqual([]);
-    expect(status.partial).toEqual([{ sha256: blobs.weightsSha256, receivedBytes: received }]);
+    expect(status.partial).toEqual([{ sha256: big.sha256, receivedBytes: received }]);
     // A chunk at the wrong offset is refused; the one at the resume point is taken.
-    const wrong = await remoteError(sendBlob(connection, blobs.weights, { from: 0 }));
+    const wrong = await remoteError(sendBlob(connection, big.bytes, { from: 0 }));
     expect(remoteCode(wrong)).toBe(DinferErrorCode.PROTOCOL);
-    await sendBlob(connection, blobs.weights, { from: received });
+    await sendBlob(connection, big.bytes, { from: received });
+    await sendTensors(connection, big.sha256);
     parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
     const inputs = await stageInputs(2, [0, 1]);
     await checkInferReply(await connection.request(inferRequest(inputs)), inputs);
@@ -375,10 +384,10 @@ describe('createWorker', () => {
     const connection = await master.nextJoin();
     await sendBlob(connection, blobs.topology);
     const flipped = await remoteError(
-      sendBlob(connection, blobs.weights, {
-        chunkBytes: 800,
+      sendBlob(connection, big.bytes, {
+        chunkBytes: 200,
         tamper: (raw, offset) => {
-          if (offset !== 800) return raw;
+          if (offset !== 200) return raw;
           const copy = raw.slice();
           copy[10] = copy[10]! ^ 0x40;
           return copy;
@@ -386,13 +395,13 @@ describe('createWorker', () => {
       }),
     );
     expect(remoteCode(flipped)).toBe(DinferErrorCode.HASH_MISMATCH);
-    expect(w.store.has(blobs.weightsSha256)).toBe(false);
+    expect(w.store.has(big.sha256)).toBe(false);
     expect(w.store.list()).toEqual([blobs.topologySha256]);
     const status = parseRuntimeMessage(
-      (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.weightsSha256] }))).header,
+      (await connection.request(envelope({ type: 'blob.status', blobs: [big.sha256] }))).header,
       'blob.status.result',
     );
-    expect(status).toEqual({ type: 'blob.status.result', missing: [blobs.weightsSha256], partial: [] });
+    expect(status).toEqual({ type: 'blob.status.result', missing: [big.sha256], partial: [] });
     const load = await remoteError(connection.request(stageLoad()));
     expect(remoteCode(load)).toBe(DinferErrorCode.MODEL_NOT_FOUND);
     expect(w.stages()).toEqual([]);
@@ -402,10 +411,10 @@ describe('createWorker', () => {
         envelope(
           {
             type: 'blob.chunk',
-            sha256: blobs.weightsSha256,
+            sha256: big.sha256,
             offset: 0,
             rawBytes: 10,
-            totalBytes: blobs.weights.byteLength,
+            totalBytes: big.bytes.byteLength,
             compression: 'deflate',
             final: false,
           },
@@ -414,7 +423,7 @@ describe('createWorker', () => {
       ),
     );
     expect(remoteCode(bomb)).toBe(DinferErrorCode.PROTOCOL);
-    expect(w.store.receivedBytes(blobs.weightsSha256)).toBe(0);
+    expect(w.store.receivedBytes(big.sha256)).toBe(0);
   });
 
   it('answers OVERLOADED beyond the queue limit and serves the rest', async () => {
@@ -499,7 +508,8 @@ describe('createWorker', () => {
     await new Promise((resolve) => setTimeout(resolve, 60));
     await master.listen();
     const again = await master.nextJoin();
-    expect([...master.joins[1]!.blobs].sort()).toEqual([blobs.topologySha256, blobs.weightsSha256].sort());
+    const all = new Set([blobs.topologySha256, ...blobs.tensors.map((t) => t.sha256)]);
+    expect([...master.joins[1]!.blobs].sort()).toEqual([...all].sort());
     await ticks();
     expect(w.state).toBe('ready');
     expect(w.workerId).toBe('w2');

@@ -1,13 +1,15 @@
 /**
  * Ships a content-addressed blob to a worker: asks what it already holds, resumes a partial
  * transfer from the last acknowledged byte, sends deflated chunks, and relies on the worker
- * to verify the SHA-256 before it marks the blob complete.
+ * to verify the SHA-256 before it marks the blob complete. Also sends a blob as a delta
+ * against one the worker holds (`blob.delta`).
  *
  * @module
  */
 import { deflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { Connection } from '../transport.js';
+import type { EncodedDelta } from './delta.js';
 import { parseRuntimeMessage } from './messages.js';
 
 /** Options for {@link shipBlob}. */
@@ -40,22 +42,41 @@ export async function shipBlob(
   bytes: Uint8Array,
   options: ShipBlobOptions = {},
 ): Promise<ShipBlobResult> {
-  const chunkBytes = options.chunkBytes ?? 1 << 20;
-  const compress = options.compress ?? true;
-  const requestOptions = { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 };
   const statusReply = await connection.request(
     { header: { type: 'blob.status', blobs: [sha256] }, attachments: [] },
-    requestOptions,
+    { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 },
   );
   const status = parseRuntimeMessage(statusReply.header, 'blob.status.result');
   if (!status.missing.includes(sha256) && !status.partial.some((p) => p.sha256 === sha256)) {
     options.onProgress?.(bytes.byteLength, bytes.byteLength);
     return { wireBytes: 0, rawBytes: 0, resumedFrom: bytes.byteLength };
   }
-  const resumedFrom = Math.min(
-    status.partial.find((p) => p.sha256 === sha256)?.receivedBytes ?? 0,
-    bytes.byteLength,
-  );
+  const resumedFrom = status.partial.find((p) => p.sha256 === sha256)?.receivedBytes ?? 0;
+  return sendBlobChunks(connection, sha256, bytes, resumedFrom, options);
+}
+
+/**
+ * Sends `bytes` in chunks from `from` on (the worker's resume point, from a `blob.status`
+ * answer), each acknowledged before the next; the final chunk makes the worker verify the
+ * SHA-256 and store the blob.
+ *
+ * @throws DinferError PROTOCOL when the worker acknowledges other than what was sent;
+ *   the worker's own errors (e.g. `HASH_MISMATCH`) as REMOTE errors.
+ */
+export async function sendBlobChunks(
+  connection: Connection,
+  sha256: string,
+  bytes: Uint8Array,
+  from: number,
+  options: ShipBlobOptions = {},
+): Promise<ShipBlobResult> {
+  const chunkBytes = options.chunkBytes ?? 1 << 20;
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) {
+    throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'chunkBytes must be a positive integer');
+  }
+  const compress = options.compress ?? true;
+  const requestOptions = { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 };
+  const resumedFrom = Math.min(Math.max(0, from), bytes.byteLength);
   let offset = resumedFrom;
   let wireBytes = 0;
   do {
@@ -64,7 +85,7 @@ export async function shipBlob(
     let payload: Uint8Array = raw;
     let compression: 'none' | 'deflate' = 'none';
     if (compress && raw.byteLength > 0) {
-      const deflated = deflateRawSync(raw, { level: 6 });
+      const deflated = deflateRawSync(raw, { level: 1 });
       if (deflated.byteLength < raw.byteLength) {
         payload = deflated;
         compression = 'deflate';
@@ -101,4 +122,41 @@ export async function shipBlob(
     }
   } while (offset < bytes.byteLength);
   return { wireBytes, rawBytes: bytes.byteLength - resumedFrom, resumedFrom };
+}
+
+/**
+ * Sends the blob `sha256` as a delta against `base` (a blob the worker holds) in one
+ * `blob.delta` request. Resolves with the payload bytes put on the wire.
+ *
+ * @throws DinferError REMOTE with `remoteCode` `MODEL_NOT_FOUND` when the worker lacks the base
+ *   (send the blob whole instead), `HASH_MISMATCH` when the rebuilt blob is not `sha256`.
+ */
+export async function sendBlobDelta(
+  connection: Connection,
+  sha256: string,
+  base: string,
+  delta: EncodedDelta,
+  options: Pick<ShipBlobOptions, 'signal' | 'timeoutMs'> = {},
+): Promise<number> {
+  const reply = await connection.request(
+    {
+      header: {
+        type: 'blob.delta',
+        sha256,
+        base,
+        totalBytes: delta.totalBytes,
+        compression: delta.compression,
+      },
+      attachments: [delta.bytes],
+    },
+    { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 },
+  );
+  const ack = parseRuntimeMessage(reply.header, 'blob.ack');
+  if (ack.sha256 !== sha256 || !ack.complete || ack.receivedBytes !== delta.totalBytes) {
+    throw new DinferError(
+      DinferErrorCode.PROTOCOL,
+      `worker did not complete blob ${sha256.slice(0, 12)} from its delta`,
+    );
+  }
+  return delta.bytes.byteLength;
 }

@@ -24,7 +24,7 @@ export interface CoordinatorOptions {
         /** UDP port; default: the cluster port. */
         readonly port?: number | undefined;
         readonly host?: string | undefined;
-        /** Interval workers are asked to use. Default 2000 ms. */
+        /** Interval workers are asked to use. Default 2000 ms, at most a third of `timeoutMs`. */
         readonly intervalMs?: number | undefined;
         /** Missing heartbeats for this long remove a worker. Default 30 000 ms. */
         readonly timeoutMs?: number | undefined;

@@ -22,7 +22,6 @@ import { roundRobinScheduler } from '../schedulers/round-robin.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorData } from '../tensor/types.js';
 import type { Connection, Envelope, Listener } from '../transport.js';
-import { shipBlob } from './blob-shipper.js';
 import type {
   ClusterStatus,
   CoordinatorEvent,
@@ -46,6 +45,7 @@ import type {
 } from './inference-service.js';
 import { parseRuntimeMessage } from './messages.js';
 import { isWorkerFault, RemoteWorker } from './remote-worker.js';
+import { deltaBaseLookup, shipStage } from './stage-shipper.js';
 import { validateModelInputs } from './validate-inputs.js';
 
 export type * from './coordinator-types.js';
@@ -411,24 +411,64 @@ class ClusterCoordinator implements Coordinator {
   }
 
   /** Runs one example of zeros through a version and checks its outputs are finite. */
+  /**
+   * Runs one deterministic pseudo-random example through the new version on the workers and
+   * compares the answer with the master's own computation of the same version: catches
+   * NaN/Infinity, shards that load but compute something else, and broken stages.
+   */
   async #warmupCheck(entry: VersionEntry, onWorkers: boolean): Promise<void> {
     const { deployment } = entry;
+    let seed = 0x2545f491;
+    const next = () => {
+      seed ^= seed << 13;
+      seed ^= seed >>> 17;
+      seed ^= seed << 5;
+      return (seed >>> 0) / 4294967296;
+    };
     const inputs: TensorData[] = deployment.served.inputs.map((spec) => {
       const shape = spec.shape.map((d, i) => (i === 0 ? 1 : (d ?? 1)));
       const size = shape.reduce((a, b) => a * b, 1);
-      return spec.dtype === 'int32'
-        ? { dtype: 'int32', shape, data: new Int32Array(size) }
-        : { dtype: 'float32', shape, data: new Float32Array(size) };
+      if (spec.dtype === 'int32')
+        return { dtype: 'int32', shape, data: Int32Array.from({ length: size }, () => 0) };
+      return { dtype: 'float32', shape, data: Float32Array.from({ length: size }, next) };
     });
+    const fail = (why: string): never => {
+      throw new DinferError(DinferErrorCode.ROLLOUT_FAILED, `warm-up check: ${why}`);
+    };
     const result = await this.#run(entry, inputs, { requestId: `warmup-${deployment.version}` }, onWorkers);
     for (const output of result.outputs) {
       if (output.dtype === 'float32' && !(output.data as Float32Array).every(Number.isFinite)) {
-        throw new DinferError(
-          DinferErrorCode.ROLLOUT_FAILED,
-          'warm-up check: the model produced NaN or Infinity',
-        );
+        fail('the model produced NaN or Infinity');
       }
     }
+    if (!onWorkers) return;
+    // The reference: every stage run on the master.
+    let activations = new Map<string, TensorData>(
+      deployment.served.inputs.map((spec, i) => [spec.name, inputs[i]!]),
+    );
+    for (const stage of deployment.stages) {
+      const outs = await deployment.runLocal(
+        stage.index,
+        stage.partitionStage.inputs.map((spec) => activations.get(spec.name)!),
+      );
+      activations = new Map([
+        ...activations,
+        ...stage.partitionStage.outputs.map((spec, i) => [spec.name, outs[i]!] as const),
+      ]);
+    }
+    deployment.served.outputs.forEach((spec, i) => {
+      const want = activations.get(spec.name)!.data;
+      const got = result.outputs[i]!.data;
+      let scale = 1;
+      for (let k = 0; k < want.length; k++) scale = Math.max(scale, Math.abs(Number(want[k])));
+      for (let k = 0; k < want.length; k++) {
+        if (!(Math.abs(Number(got[k]) - Number(want[k])) <= 1e-3 * scale)) {
+          fail(
+            `output "${spec.name}" differs from the master's computation (${got[k]} vs ${want[k]} at ${k})`,
+          );
+        }
+      }
+    });
   }
 
   async waitUntilReady(options: WaitReadyOptions = {}): Promise<void> {
@@ -505,7 +545,7 @@ class ClusterCoordinator implements Coordinator {
           type: 'joined',
           workerId: id,
           heartbeatPort: this.#heartbeats?.port ?? 0,
-          heartbeatIntervalMs: this.#options.heartbeat?.intervalMs ?? 2000,
+          heartbeatIntervalMs: heartbeatIntervalMs(this.#options.heartbeat),
         },
         attachments: [],
       };
@@ -663,43 +703,35 @@ class ClusterCoordinator implements Coordinator {
     if (pending) return pending;
     const started = Date.now();
     const task = (async () => {
-      const total = stage.topology.byteLength + stage.weights.byteLength;
-      let before = 0;
-      for (const [sha, bytes] of [
-        [stage.topologySha256, stage.topology],
-        [stage.weightsSha256, stage.weights],
-      ] as const) {
-        if (!worker.blobs.has(sha)) {
-          const base = before;
-          await shipBlob(worker.connection, sha, bytes, {
-            chunkBytes: this.#options.chunkBytes,
-            onProgress: (sent) =>
-              this.#emit({
-                type: 'shard.progress',
-                workerId: worker.id,
-                stage: stage.key,
-                sentBytes: base + sent,
-                totalBytes: total,
-              }),
-          });
-          worker.blobs.add(sha);
-        }
-        before += bytes.byteLength;
-      }
-      this.#emit({
-        type: 'shard.progress',
-        workerId: worker.id,
-        stage: stage.key,
-        sentBytes: total,
-        totalBytes: total,
+      // Delta bases: the same model's other versions (the active one first, then newest first).
+      const model = this.#models.get(stage.model);
+      const others = [...(model?.versions.values() ?? [])]
+        .filter((e) => e.deployment.version !== stage.version)
+        .reverse()
+        .sort((a, b) => Number(b === model?.active) - Number(a === model?.active))
+        .flatMap((e) => e.deployment.stages.map((s) => s.blobs));
+      const shipped = await shipStage(worker.connection, stage.blobs, {
+        held: worker.blobs,
+        baseFor: deltaBaseLookup(others, worker.blobs),
+        chunkBytes: this.#options.chunkBytes,
+        onProgress: (sentBytes, totalBytes) =>
+          this.#emit({
+            type: 'shard.progress',
+            workerId: worker.id,
+            stage: stage.key,
+            sentBytes,
+            totalBytes,
+          }),
       });
+      this.#metrics.increment('dinfer_shard_sent_bytes_total', { model: stage.model }, shipped.wireBytes);
+      this.#log.info({ worker: worker.id, stage: stage.key, ...shipped }, 'stage blobs on the worker');
       const reply = await worker.connection.request(
         {
           header: {
             type: 'stage.load',
             key: stage.key,
-            topology: stage.topologySha256,
-            weights: stage.weightsSha256,
+            topology: stage.blobs.topologySha256,
+            weights: stage.blobs.tensors.map((t) => t.sha256),
             inputs: stage.partitionStage.inputs.map((t) => t.name),
             outputs: stage.partitionStage.outputs.map((t) => t.name),
           },
@@ -716,8 +748,8 @@ class ClusterCoordinator implements Coordinator {
     })()
       .catch((error: unknown) => {
         // The worker may have evicted or rejected a blob: ask again next time.
-        worker.blobs.delete(stage.topologySha256);
-        worker.blobs.delete(stage.weightsSha256);
+        worker.blobs.delete(stage.blobs.topologySha256);
+        for (const tensor of stage.blobs.tensors) worker.blobs.delete(tensor.sha256);
         throw error;
       })
       .finally(() => worker.loading.delete(stage.key));
@@ -971,6 +1003,10 @@ class ClusterCoordinator implements Coordinator {
         );
         this.#metrics.increment('dinfer_stage_bytes_sent_total', labels, byteLength(encoded.attachments));
         this.#metrics.increment('dinfer_stage_bytes_received_total', labels, byteLength(reply.attachments));
+        this.#log.debug(
+          { requestId, stage: stage.key, worker: worker.id, ms: Math.round(ms * 100) / 100, attempt },
+          'stage done',
+        );
         return { outputs, trace: { stage: stage.index, worker: worker.id, ms, retries: attempt } };
       } catch (error) {
         lastError = error;
@@ -1075,6 +1111,15 @@ function byteLength(buffers: readonly Uint8Array[]): number {
   let total = 0;
   for (const b of buffers) total += b.byteLength;
   return total;
+}
+
+/**
+ * The interval workers are asked to beat at: the configured one, else 2000 ms but at most a
+ * third of the timeout, so a short timeout (e.g. 1500 ms) does not remove healthy workers.
+ */
+function heartbeatIntervalMs(hb: CoordinatorOptions['heartbeat']): number {
+  if (hb?.intervalMs !== undefined) return hb.intervalMs;
+  return Math.max(1, Math.min(2000, Math.floor((hb?.timeoutMs ?? 30_000) / 3)));
 }
 
 function hostOf(address: string): string {

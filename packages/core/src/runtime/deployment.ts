@@ -1,10 +1,12 @@
 /**
- * A model prepared for the cluster: partitioned at its cuts, each stage serialised into two
- * content-addressed blobs (model.json and weights), with what placing a stage requires.
+ * A model prepared for the cluster: partitioned at its cuts, each stage serialised into
+ * content-addressed blobs (its model.json and one blob per weight tensor, optionally
+ * quantized), with what placing a stage requires.
  *
  * @module
  */
 import type * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode } from '../errors.js';
 import { analyzeModel } from '../model/analyze.js';
 import { type Partition, type PartitionStage, partitionModel } from '../model/partition.js';
 import { runStage } from '../model/run-partition.js';
@@ -14,7 +16,8 @@ import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
 import type { TensorData } from '../tensor/types.js';
 import type { ServedModel } from './inference-service.js';
 import { type StageKey, stageKey } from './messages.js';
-import { stageToBlobs } from './stage-artifacts.js';
+import { type StageBlobs, stageToBlobs } from './stage-artifacts.js';
+import { roundModelWeights, WEIGHT_QUANTIZATIONS, type WeightQuantization } from './weight-quantization.js';
 
 /** Everything needed to deploy one model version. */
 export interface DeploymentSpec {
@@ -29,17 +32,25 @@ export interface DeploymentSpec {
   readonly labels?: readonly string[] | undefined;
   /** Estimated ms per example for each stage (from the planner); defaults to FLOPs-based. */
   readonly stageMs?: readonly number[] | undefined;
+  /**
+   * Ship the weights quantized, in TF.js's own format (`float16`: 2 bytes per value, `uint8`:
+   * 1 byte, affine per tensor); workers dequantize to float32 as they load. Default: float32.
+   * The model's own weights are rounded in place to the same dequantized values, so the
+   * master's degraded-mode run ({@link Deployment.runLocal}) computes what the workers do.
+   */
+  readonly weightQuantization?: WeightQuantization | undefined;
 }
 
 /** One stage of a {@link Deployment}. */
 export interface DeploymentStage {
   readonly index: number;
+  /** The model's name and version this stage belongs to. */
+  readonly model: string;
+  readonly version: string;
   readonly key: StageKey;
   readonly partitionStage: PartitionStage;
-  readonly topology: Uint8Array;
-  readonly weights: Uint8Array;
-  readonly topologySha256: string;
-  readonly weightsSha256: string;
+  /** The stage's blobs: model.json and one blob per weight tensor. */
+  readonly blobs: StageBlobs;
   readonly requirement: StageRequirement;
 }
 
@@ -51,7 +62,10 @@ export interface Deployment {
   readonly partition: Partition;
   readonly analysis: ModelAnalysis;
   readonly stages: readonly DeploymentStage[];
-  /** Runs one stage in this process (degraded mode): inputs and outputs in stage order. */
+  /**
+   * Runs one stage in this process (degraded mode): inputs and outputs in stage order, with
+   * the same (dequantized) weights the workers use.
+   */
   runLocal(stage: number, inputs: readonly TensorData[]): Promise<TensorData[]>;
 }
 
@@ -60,11 +74,19 @@ const MiB = 1024 * 1024;
 /** Partitions and serialises a model version. */
 export async function createDeployment(spec: DeploymentSpec): Promise<Deployment> {
   const version = spec.version ?? '1';
+  if (spec.weightQuantization !== undefined && !WEIGHT_QUANTIZATIONS.includes(spec.weightQuantization)) {
+    throw new DinferError(
+      DinferErrorCode.INVALID_ARGUMENT,
+      `weightQuantization must be one of ${WEIGHT_QUANTIZATIONS.join(', ')}, got ${JSON.stringify(spec.weightQuantization)}`,
+    );
+  }
+  // Workers will compute with the dequantized weights: so does the master from now on.
+  if (spec.weightQuantization !== undefined) roundModelWeights(spec.model, spec.weightQuantization);
   const analysis = analyzeModel(spec.model);
   const partition = partitionModel(spec.model, spec.cuts);
   const stages: DeploymentStage[] = [];
   for (const stage of partition.stages) {
-    const blobs = await stageToBlobs(stage.model);
+    const blobs = await stageToBlobs(stage.model, { quantization: spec.weightQuantization });
     const [start, end] = stage.layers;
     const flops = analysis.layers.slice(start, end).reduce((sum, l) => sum + l.flops, 0);
     const activationBytes = Math.max(
@@ -74,12 +96,11 @@ export async function createDeployment(spec: DeploymentSpec): Promise<Deployment
     );
     stages.push({
       index: stage.index,
+      model: spec.name,
+      version,
       key: stageKey(spec.name, version, stage.index),
       partitionStage: stage,
-      topology: blobs.topology,
-      weights: blobs.weights,
-      topologySha256: blobs.topologySha256,
-      weightsSha256: blobs.weightsSha256,
+      blobs,
       requirement: {
         index: stage.index,
         weightBytes: stage.weightBytes,

@@ -16,8 +16,8 @@ export interface StageSpec {
   readonly key: StageKey;
   /** SHA-256 of the topology blob. */
   readonly topology: string;
-  /** SHA-256 of the weights blob. */
-  readonly weights: string;
+  /** SHA-256 of each weight tensor's blob, in manifest order. */
+  readonly weights: readonly string[];
   /** Input tensor names, in the stage model's input order. */
   readonly inputs: readonly string[];
   /** Output tensor names, in the stage model's output order. */

@@ -7,6 +7,7 @@
  * | worker -> master | `join`               | `joined`              | announce capabilities and cached blobs    |
  * | master -> worker | `blob.status`        | `blob.status.result`  | which blobs are missing / partly received |
  * | master -> worker | `blob.chunk`         | `blob.ack`            | one chunk of a blob (attachment 0)        |
+ * | master -> worker | `blob.delta`         | `blob.ack`            | a blob as a delta against a cached blob   |
  * | master -> worker | `stage.load`         | `stage.loaded`        | build a stage from cached blobs, warm up  |
  * | master -> worker | `stage.unload`       | `ok`                  | drop a stage                              |
  * | master -> worker | `infer`              | `infer.result`        | run a stage on tensors (attachments)      |
@@ -20,6 +21,7 @@
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
 import type { TensorDescriptor } from '../tensor/types.js';
+import { DELTA_COMPRESSIONS, type DeltaCompression } from './delta.js';
 
 /** Identifies one loaded stage on a worker: `<model>@<version>#<stage>`. */
 export type StageKey = string;
@@ -74,6 +76,22 @@ export interface BlobChunkMessage {
   readonly final: boolean;
 }
 
+/**
+ * A whole blob sent as a delta against `base`, a blob the worker holds (attachment 0: the
+ * compressed XOR of the two, see `delta.ts`). The worker rebuilds the blob, checks its
+ * SHA-256 against `sha256` before storing it (`HASH_MISMATCH` otherwise, nothing stored) and
+ * answers `MODEL_NOT_FOUND` when it lacks the base. Deltas are not chunked.
+ */
+export interface BlobDeltaMessage {
+  readonly type: 'blob.delta';
+  /** SHA-256 of the blob to rebuild. */
+  readonly sha256: string;
+  /** SHA-256 of the base blob (same length as the target). */
+  readonly base: string;
+  readonly totalBytes: number;
+  readonly compression: DeltaCompression;
+}
+
 /** Acknowledges a chunk: the worker now holds `receivedBytes` raw bytes of the blob. */
 export interface BlobAckMessage {
   readonly type: 'blob.ack';
@@ -83,14 +101,14 @@ export interface BlobAckMessage {
   readonly complete: boolean;
 }
 
-/** Builds a stage model from two cached blobs and warms it up. */
+/** Builds a stage model from cached blobs (its model.json and one blob per weight tensor) and warms it up. */
 export interface StageLoadMessage {
   readonly type: 'stage.load';
   readonly key: StageKey;
   /** SHA-256 of the stage's model.json bytes (topology + weights manifest). */
   readonly topology: string;
-  /** SHA-256 of the stage's concatenated weight bytes. */
-  readonly weights: string;
+  /** SHA-256 of each weight tensor's blob, in the manifest's order (a hash may repeat). */
+  readonly weights: readonly string[];
   /** Tensor names of the stage's inputs and outputs, in the stage model's order. */
   readonly inputs: readonly string[];
   readonly outputs: readonly string[];
@@ -154,6 +172,7 @@ export type RuntimeMessage =
   | BlobStatusMessage
   | BlobStatusResultMessage
   | BlobChunkMessage
+  | BlobDeltaMessage
   | BlobAckMessage
   | StageLoadMessage
   | StageLoadedMessage
@@ -233,12 +252,20 @@ const checks: Record<RuntimeMessageType, Check> = {
             : typeof m.final === 'boolean'
               ? undefined
               : 'final must be a boolean',
+  'blob.delta': (m) =>
+    !isSha(m.sha256) || !isSha(m.base)
+      ? 'sha256 and base must be SHA-256 hex strings'
+      : !isCount(m.totalBytes)
+        ? 'totalBytes must be a count'
+        : DELTA_COMPRESSIONS.includes(m.compression as DeltaCompression)
+          ? undefined
+          : `compression must be one of ${DELTA_COMPRESSIONS.join(', ')}`,
   'blob.ack': (m) =>
     isSha(m.sha256) && isCount(m.receivedBytes) && typeof m.complete === 'boolean'
       ? undefined
       : 'blob.ack needs sha256, receivedBytes, complete',
   'stage.load': (m) =>
-    !isString(m.key) || !isSha(m.topology) || !isSha(m.weights)
+    !isString(m.key) || !isSha(m.topology) || !isShaList(m.weights)
       ? 'stage.load needs key, topology and weights hashes'
       : isNameList(m.inputs) && isNameList(m.outputs)
         ? undefined

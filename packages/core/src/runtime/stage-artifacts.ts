@@ -1,42 +1,110 @@
 /**
- * A stage model as two blobs for shipping to workers: its `model.json` bytes (standard TF.js
- * layers-model format, one weight file) and its concatenated weight bytes. The same model
- * always gives the same bytes, so the blobs' SHA-256 names are stable across runs and a
- * worker's cache stays valid.
+ * A stage model as content-addressed blobs for shipping to workers: its `model.json` (standard
+ * TF.js layers-model format) and ONE BLOB PER WEIGHT TENSOR, each named by its SHA-256.
+ *
+ * The `weightsManifest` has one group per tensor, in the model's weight order, whose single
+ * path is `<sha256>.bin`: written to a directory beside `model.json` the blobs are standard
+ * TF.js artifacts that plain `tf.loadLayersModel` reads. Two versions of a model that share
+ * unchanged tensors share those blobs, so a worker holding them is sent nothing for them.
+ * With {@link StageToBlobsOptions.quantization} the float32 tensors are stored quantized in
+ * TF.js's own format (see `weight-quantization.ts`). The same model always gives the same
+ * bytes, so the names are stable across runs and a worker's cache stays valid.
  *
  * @module
  */
 import { createHash } from 'node:crypto';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { artifactsFromJson, checkWeightBytes, joinWeightData, parseModelJson } from '../model/artifacts.js';
+import {
+  artifactsFromJson,
+  checkWeightBytes,
+  joinWeightData,
+  parseModelJson,
+  weightEntryBytes,
+} from '../model/artifacts.js';
 import { modelFromArtifacts, modelToArtifacts } from '../model/io.js';
+import { quantizeWeight, type WeightQuantization } from './weight-quantization.js';
 
-/** The weight file name the stage's `model.json` refers to. */
-export const STAGE_WEIGHTS_FILE = 'weights.bin';
-
-/** A stage serialised for shipping: topology and weight bytes with their SHA-256. */
-export interface StageBlobs {
-  /** UTF-8 `model.json`: `modelTopology` plus a one-file `weightsManifest`. */
-  readonly topology: Uint8Array;
-  /** The weight bytes, in manifest order. */
-  readonly weights: Uint8Array;
-  readonly topologySha256: string;
-  readonly weightsSha256: string;
+/** One weight tensor of a stage as a blob. */
+export interface TensorBlob {
+  /** The weight's name in the manifest (e.g. `conv1_conv/kernel`). */
+  readonly name: string;
+  /** Hex SHA-256 of {@link bytes}. */
+  readonly sha256: string;
+  /** The stored bytes: raw little-endian values, or quantized ones when `entry.quantization` says so. */
+  readonly bytes: Uint8Array;
+  /** The weight's manifest entry (name, shape, dtype, optional `quantization`). */
+  readonly entry: tf.io.WeightsManifestEntry;
 }
 
-function sha256(bytes: Uint8Array): string {
+/** A stage serialised for shipping. */
+export interface StageBlobs {
+  /** UTF-8 `model.json`: `modelTopology` plus a one-group-per-tensor `weightsManifest`. */
+  readonly topology: Uint8Array;
+  readonly topologySha256: string;
+  /** The weight tensors, in manifest order. */
+  readonly tensors: readonly TensorBlob[];
+  /** Total bytes of the tensor blobs. */
+  readonly weightBytes: number;
+  /** Total bytes the weights take as float32 (unquantized), for ratios. */
+  readonly rawWeightBytes: number;
+}
+
+/** Options for {@link stageToBlobs}. */
+export interface StageToBlobsOptions {
+  /** Store float32 weights as float16 or affine uint8 (TF.js `quantization` format). Default: float32. */
+  readonly quantization?: WeightQuantization | undefined;
+}
+
+/** The path a stage's `model.json` gives the blob `sha256`. */
+export function tensorBlobPath(sha256: string): string {
+  return `${sha256}.bin`;
+}
+
+function sha256Of(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
 /**
  * Serialises `model` into {@link StageBlobs}. The `model.json` holds only fields that depend
  * on the model (no save date), so equal models give byte-identical blobs.
+ *
+ * @throws DinferError MODEL_UNSUPPORTED for a model without a JSON topology or with
+ *   variable-size (string) weights; INVALID_ARGUMENT when `uint8` meets a non-finite weight.
  */
-export async function stageToBlobs(model: tf.LayersModel): Promise<StageBlobs> {
+export async function stageToBlobs(
+  model: tf.LayersModel,
+  options: StageToBlobsOptions = {},
+): Promise<StageBlobs> {
   const artifacts = await modelToArtifacts(model);
   if (artifacts.modelTopology === undefined || artifacts.modelTopology instanceof ArrayBuffer) {
     throw new DinferError(DinferErrorCode.MODEL_UNSUPPORTED, `model "${model.name}" has no JSON topology`);
+  }
+  const data = new Uint8Array(joinWeightData(artifacts.weightData));
+  const tensors: TensorBlob[] = [];
+  let offset = 0;
+  let rawWeightBytes = 0;
+  for (const spec of artifacts.weightSpecs ?? []) {
+    const size = weightEntryBytes(spec);
+    if (size === undefined) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_UNSUPPORTED,
+        `model "${model.name}": weight ${spec.name} of dtype ${spec.dtype} has no fixed size`,
+        { details: { weight: spec.name, dtype: spec.dtype } },
+      );
+    }
+    const raw = data.subarray(offset, offset + size);
+    offset += size;
+    rawWeightBytes += size;
+    let bytes: Uint8Array = raw;
+    let entry: tf.io.WeightsManifestEntry = { name: spec.name, shape: spec.shape, dtype: spec.dtype };
+    if (options.quantization !== undefined && spec.dtype === 'float32') {
+      const values = new Float32Array(raw.slice().buffer);
+      const quantized = quantizeWeight(values, options.quantization, spec.name);
+      bytes = quantized.bytes;
+      entry = { ...entry, quantization: quantized.quantization };
+    }
+    tensors.push({ name: spec.name, sha256: sha256Of(bytes), bytes, entry });
   }
   const json: tf.io.ModelJSON = {
     format: artifacts.format ?? 'layers-model',
@@ -44,26 +112,19 @@ export async function stageToBlobs(model: tf.LayersModel): Promise<StageBlobs> {
     convertedBy: artifacts.convertedBy ?? null,
     modelTopology: artifacts.modelTopology,
     ...(artifacts.trainingConfig === undefined ? {} : { trainingConfig: artifacts.trainingConfig }),
-    weightsManifest: [{ paths: [STAGE_WEIGHTS_FILE], weights: artifacts.weightSpecs ?? [] }],
+    weightsManifest: tensors.map((t) => ({ paths: [tensorBlobPath(t.sha256)], weights: [t.entry] })),
   };
   const topology = new TextEncoder().encode(JSON.stringify(json));
-  const weights = new Uint8Array(joinWeightData(artifacts.weightData));
-  return { topology, weights, topologySha256: sha256(topology), weightsSha256: sha256(weights) };
+  return {
+    topology,
+    topologySha256: sha256Of(topology),
+    tensors,
+    weightBytes: tensors.reduce((sum, t) => sum + t.bytes.byteLength, 0),
+    rawWeightBytes,
+  };
 }
 
-/**
- * Builds a LayersModel from the blobs of {@link stageToBlobs}.
- *
- * @param name Names the stage in messages and `details.path`.
- * @throws DinferError MODEL_CORRUPT when the `model.json` does not parse, has more than one
- *   weight group or its weights need other than `weights.byteLength` bytes;
- *   MODEL_UNSUPPORTED for graph models and unknown layer classes.
- */
-export async function modelFromBlobs(
-  topology: Uint8Array,
-  weights: Uint8Array,
-  name = '<stage>',
-): Promise<tf.LayersModel> {
+function decodeTopology(topology: Uint8Array, name: string): ReturnType<typeof parseModelJson> {
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(topology);
@@ -73,23 +134,85 @@ export async function modelFromBlobs(
       cause: error,
     });
   }
-  const json = parseModelJson(text, name);
-  if (json.weightsManifest.length > 1) {
-    throw new DinferError(
-      DinferErrorCode.MODEL_CORRUPT,
-      `${name}: a stage's model.json has one weight group, this one has ${json.weightsManifest.length}`,
-      { details: { path: name, groups: json.weightsManifest.length } },
+  return parseModelJson(text, name);
+}
+
+/**
+ * The tensor blob names a stage's `model.json` refers to, in manifest order (one per group,
+ * from the `<sha256>.bin` paths).
+ *
+ * @throws DinferError MODEL_CORRUPT when the `model.json` is not a stage's (a group with other
+ *   than one path and one weight, or a path that is not `<sha256>.bin`).
+ */
+export function stageTensorHashes(topology: Uint8Array, name = '<stage>'): string[] {
+  const json = decodeTopology(topology, name);
+  return json.weightsManifest.map((group, g) => {
+    const path = group.paths[0];
+    const match =
+      group.paths.length === 1 && group.weights.length === 1
+        ? /^([0-9a-f]{64})\.bin$/.exec(path ?? '')
+        : null;
+    if (!match) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_CORRUPT,
+        `${name}: weight group ${g} of a stage needs one weight and one <sha256>.bin path`,
+        { details: { path: name, group: g } },
+      );
+    }
+    return match[1]!;
+  });
+}
+
+/**
+ * Builds a LayersModel from the blobs of {@link stageToBlobs}: the `model.json` and the tensor
+ * blobs in manifest order (or all of them concatenated into one buffer). Quantized weights are
+ * dequantized by TF.js as it loads them.
+ *
+ * @param name Names the stage in messages and `details.path`.
+ * @throws DinferError MODEL_CORRUPT when the `model.json` does not parse, or the blobs do not
+ *   hold the bytes its weights need; MODEL_UNSUPPORTED for graph models and unknown layer classes.
+ */
+export async function modelFromBlobs(
+  topology: Uint8Array,
+  weights: Uint8Array | readonly Uint8Array[],
+  name = '<stage>',
+): Promise<tf.LayersModel> {
+  const json = decodeTopology(topology, name);
+  let buffer: ArrayBuffer;
+  if (weights instanceof Uint8Array) {
+    const declared = json.weightsManifest.reduce(
+      (sum, group) => sum + group.weights.reduce((s, w) => s + (weightEntryBytes(w) ?? 0), 0),
+      0,
     );
-  }
-  if (json.weightsManifest.length === 0 && weights.byteLength > 0) {
-    throw new DinferError(
-      DinferErrorCode.MODEL_CORRUPT,
-      `${name}: model.json declares no weights but ${weights.byteLength} weight bytes came with it`,
-      { details: { path: name, expectedBytes: 0, actualBytes: weights.byteLength } },
+    if (declared !== weights.byteLength) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_CORRUPT,
+        `${name}: the weights need ${declared} bytes, ${weights.byteLength} came with them`,
+        { details: { path: name, expectedBytes: declared, actualBytes: weights.byteLength } },
+      );
+    }
+    // Copy into an exact ArrayBuffer: TF.js slices weight values out of it by offset.
+    buffer = weights.slice().buffer;
+  } else {
+    if (weights.length !== json.weightsManifest.length) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_CORRUPT,
+        `${name}: model.json has ${json.weightsManifest.length} weight groups, ${weights.length} blobs came with it`,
+        { details: { path: name, groups: json.weightsManifest.length, blobs: weights.length } },
+      );
+    }
+    checkWeightBytes(
+      json,
+      weights.map((w) => w.byteLength),
+      name,
     );
+    const joined = new Uint8Array(weights.reduce((sum, w) => sum + w.byteLength, 0));
+    let offset = 0;
+    for (const w of weights) {
+      joined.set(w, offset);
+      offset += w.byteLength;
+    }
+    buffer = joined.buffer;
   }
-  checkWeightBytes(json, [weights.byteLength], name);
-  // Copy into an exact ArrayBuffer: TF.js slices weight values out of it by offset.
-  const buffer = weights.slice().buffer;
   return modelFromArtifacts(await artifactsFromJson(json, buffer), name);
 }

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
@@ -17,17 +18,20 @@ import type { TensorLimits } from '../tensor/descriptor.js';
 import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
 import { type BlobStore, createBlobStore } from './blob-store.js';
 import { measureCapabilities } from './capabilities.js';
+import { applyDelta } from './delta.js';
 import { createHeartbeatSender, type HeartbeatSender } from './heartbeat-sender.js';
 import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
 import { type LoadedStage, loadStage } from './loaded-stage.js';
 import {
   type BlobChunkMessage,
+  type BlobDeltaMessage,
   type InferMessage,
   parseRuntimeMessage,
   type RuntimeMessage,
   type StageKey,
   type StageLoadMessage,
 } from './messages.js';
+import { stageTensorHashes } from './stage-artifacts.js';
 import { createWorkQueue, type WorkQueue } from './worker-queue.js';
 
 /** Lifecycle states of a {@link DinferWorker}. */
@@ -69,6 +73,8 @@ export interface WorkerOptions {
   readonly tensorLimits?: TensorLimits | undefined;
   /** Largest raw size of one blob chunk. Default 64 MiB. */
   readonly maxChunkBytes?: number | undefined;
+  /** Largest blob rebuilt from a `blob.delta` (the target's size). Default 256 MiB. */
+  readonly maxDeltaBytes?: number | undefined;
   /** Timeout of the `join` request, in ms. Default 30 000. */
   readonly joinTimeoutMs?: number | undefined;
   readonly logger?: Logger | undefined;
@@ -110,6 +116,8 @@ export interface DinferWorker {
 export const DEFAULT_WORKER_TENSOR_BYTES = 512 * 1024 * 1024;
 /** Default bound on the raw bytes of one blob chunk. */
 export const DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024;
+/** Default bound on the size of a blob rebuilt from a delta. */
+export const DEFAULT_MAX_DELTA_BYTES_WORKER = 256 * 1024 * 1024;
 const DEFAULT_RECONNECT: ReconnectOptions = { initialDelayMs: 200, maxDelayMs: 10_000 };
 const RETRYABLE = new Set<string>([
   DinferErrorCode.TRANSPORT_CONNECT,
@@ -164,6 +172,7 @@ class Worker implements DinferWorker {
   readonly #queue: WorkQueue;
   readonly #limits: TensorLimits;
   readonly #maxChunkBytes: number;
+  readonly #maxDeltaBytes: number;
   readonly #reconnect: ReconnectOptions | false;
   readonly #listeners = new Set<(state: WorkerState, previous: WorkerState) => void>();
   readonly #stages = new Map<StageKey, LoadedStage>();
@@ -206,6 +215,11 @@ class Worker implements DinferWorker {
     this.#options = options;
     this.#reconnect = reconnect;
     this.#maxChunkBytes = maxChunkBytes;
+    const maxDeltaBytes = options.maxDeltaBytes ?? DEFAULT_MAX_DELTA_BYTES_WORKER;
+    if (!Number.isSafeInteger(maxDeltaBytes) || maxDeltaBytes <= 0) {
+      throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxDeltaBytes must be a positive integer');
+    }
+    this.#maxDeltaBytes = maxDeltaBytes;
     this.#logger = options.logger ?? silentLogger;
     this.#metrics = options.metrics ?? noopMetrics;
     this.#limits = options.tensorLimits ?? { maxBytes: DEFAULT_WORKER_TENSOR_BYTES };
@@ -415,6 +429,8 @@ class Worker implements DinferWorker {
         });
       case 'blob.chunk':
         return reply(await this.#onChunk(message, request.attachments));
+      case 'blob.delta':
+        return reply(await this.#onDelta(message, request.attachments));
       case 'stage.load':
         return reply(await this.#onStageLoad(message, context.connection));
       case 'stage.unload': {
@@ -479,16 +495,70 @@ class Worker implements DinferWorker {
     const received = await this.store.append(sha256, offset, raw, totalBytes);
     this.#metrics.increment('dinfer_worker_blob_received_bytes_total', {}, raw.byteLength);
     if (!message.final) return { type: 'blob.ack', sha256, receivedBytes: received, complete: false };
-    await this.store.complete(sha256);
+    try {
+      await this.store.complete(sha256);
+    } catch (error) {
+      // A partial file that disagrees with what was acknowledged (e.g. written to by a runtime
+      // that died mid-write) would fail every retry: drop it, so the next transfer restarts.
+      if (!isDinferError(error, DinferErrorCode.HASH_MISMATCH))
+        await this.store.delete(sha256).catch(() => {});
+      throw error;
+    }
     this.#logger.info({ sha256, bytes: totalBytes }, 'blob received');
     return { type: 'blob.ack', sha256, receivedBytes: received, complete: true };
+  }
+
+  /**
+   * Rebuilds a blob from a delta against a cached base; stores it only when its SHA-256 is
+   * the one announced (`HASH_MISMATCH` otherwise, nothing stored).
+   */
+  async #onDelta(message: BlobDeltaMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
+    const { sha256, base, totalBytes } = message;
+    if (attachments.length !== 1) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `blob.delta carries ${attachments.length} attachments, not 1`,
+      );
+    }
+    if (totalBytes > this.#maxDeltaBytes) {
+      throw new DinferError(
+        DinferErrorCode.PROTOCOL,
+        `blob.delta of ${totalBytes} bytes exceeds the limit of ${this.#maxDeltaBytes}`,
+      );
+    }
+    if (this.store.has(sha256))
+      return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
+    if (!this.store.has(base)) {
+      throw new DinferError(DinferErrorCode.MODEL_NOT_FOUND, `delta base ${base} is not in the cache`, {
+        details: { sha256, base },
+      });
+    }
+    const baseBytes = await this.store.read(base);
+    const rebuilt = applyDelta(baseBytes, attachments[0]!, message.compression, totalBytes);
+    const actual = createHash('sha256').update(rebuilt).digest('hex');
+    if (actual !== sha256) {
+      this.#logger.warn({ sha256, actual, base }, 'blob rebuilt from a delta has the wrong hash, discarded');
+      throw new DinferError(
+        DinferErrorCode.HASH_MISMATCH,
+        `blob ${sha256} rebuilt from a delta against ${base} hashes to ${actual}; discarded`,
+        { details: { sha256, actualSha256: actual, base } },
+      );
+    }
+    await this.store.put(rebuilt);
+    this.#metrics.increment('dinfer_worker_blob_received_bytes_total', {}, attachments[0]!.byteLength);
+    this.#logger.debug({ sha256, base, bytes: totalBytes }, 'blob rebuilt from a delta');
+    return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
   }
 
   async #onStageLoad(message: StageLoadMessage, connection: Connection): Promise<RuntimeMessage> {
     if (this.#state === 'draining' || this.#stopping !== undefined)
       throw notReady('the worker is shutting down');
     const current = this.#stages.get(message.key);
-    if (current?.spec.topology === message.topology && current.spec.weights === message.weights) {
+    if (
+      current?.spec.topology === message.topology &&
+      current.spec.weights.length === message.weights.length &&
+      current.spec.weights.every((sha, i) => sha === message.weights[i])
+    ) {
       return { type: 'stage.loaded', key: message.key, warmupMs: current.warmupMs };
     }
     const pending = this.#loading.get(message.key);
@@ -507,27 +577,45 @@ class Worker implements DinferWorker {
     const spec = {
       key: message.key,
       topology: message.topology,
-      weights: message.weights,
+      weights: [...message.weights],
       inputs: [...message.inputs],
       outputs: [...message.outputs],
     };
-    // Pinned while loading, so eviction cannot take a blob between the reads.
-    this.store.pin(spec.topology);
-    this.store.pin(spec.weights);
+    // Pinned while loaded, so eviction cannot take a blob between the reads.
+    const pinned = [spec.topology, ...spec.weights];
+    for (const sha of pinned) this.store.pin(sha);
     let stage: LoadedStage;
     try {
       const topology = await this.store.read(spec.topology);
-      const weights = await this.store.read(spec.weights);
+      const listed = stageTensorHashes(topology, `stage ${spec.key}`);
+      if (listed.length !== spec.weights.length || listed.some((sha, i) => sha !== spec.weights[i])) {
+        throw new DinferError(
+          DinferErrorCode.MODEL_CORRUPT,
+          `stage ${spec.key}: stage.load lists other weight blobs than its model.json`,
+          { details: { key: spec.key } },
+        );
+      }
+      const tensors: Uint8Array[] = [];
+      let bytes = 0;
+      for (const sha of spec.weights) {
+        const tensor = await this.store.read(sha);
+        tensors.push(tensor);
+        bytes += tensor.byteLength;
+      }
+      const weights = new Uint8Array(bytes);
+      let offset = 0;
+      for (const tensor of tensors) {
+        weights.set(tensor, offset);
+        offset += tensor.byteLength;
+      }
       stage = await loadStage(spec, topology, weights);
     } catch (error) {
-      this.store.unpin(spec.topology);
-      this.store.unpin(spec.weights);
+      for (const sha of pinned) this.store.unpin(sha);
       throw error;
     }
     if (this.#stopping !== undefined || !connection.isOpen) {
       stage.dispose();
-      this.store.unpin(spec.topology);
-      this.store.unpin(spec.weights);
+      for (const sha of pinned) this.store.unpin(sha);
       throw notReady('the worker is shutting down');
     }
     const previous = this.#stages.get(spec.key);
@@ -542,7 +630,7 @@ class Worker implements DinferWorker {
     if (this.#stages.get(stage.spec.key) === stage) this.#stages.delete(stage.spec.key);
     stage.dispose();
     this.store.unpin(stage.spec.topology);
-    this.store.unpin(stage.spec.weights);
+    for (const sha of stage.spec.weights) this.store.unpin(sha);
     this.#metrics.set('dinfer_worker_stages', {}, this.#stages.size);
     this.#logger.info({ key: stage.spec.key }, 'stage unloaded');
   }
@@ -563,8 +651,14 @@ class Worker implements DinferWorker {
       result: { outputs: Awaited<ReturnType<LoadedStage['run']>>; computeMs: number };
       queueMs: number;
     };
+    // A task queued behind another starts in the microtask that settles the previous one,
+    // before the previous reply has reached the socket; computing then (synchronously, for
+    // the whole stage) would hold that reply back by one full compute. Yield one macrotask
+    // first so the reply goes out, and the next stage downstream can start on it.
+    const queued = this.#queue.busy;
     try {
       outcome = await this.#queue.run(async () => {
+        if (queued) await new Promise<void>((resolve) => setImmediate(resolve));
         // Looked up again: the stage may have been unloaded while the request waited.
         const stage = this.#stages.get(message.key);
         if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);
@@ -577,9 +671,22 @@ class Worker implements DinferWorker {
     } catch (error) {
       const code = isDinferError(error) ? error.code : DinferErrorCode.INTERNAL;
       this.#metrics.increment('dinfer_worker_infer_total', { status: code });
+      this.#logger.debug(
+        { requestId: message.requestId, stage: message.key, code, err: (error as Error)?.message },
+        'stage failed',
+      );
       throw error;
     }
     const { outputs, computeMs } = outcome.result;
+    this.#logger.debug(
+      {
+        requestId: message.requestId,
+        stage: message.key,
+        computeMs: Math.round(computeMs * 100) / 100,
+        queueMs: Math.round(outcome.queueMs * 100) / 100,
+      },
+      'stage computed',
+    );
     const encoded = encodeTensors(outputs);
     this.#metrics.increment('dinfer_worker_infer_total', { status: 'ok' });
     this.#metrics.observe('dinfer_worker_compute_seconds', {}, computeMs / 1000);
