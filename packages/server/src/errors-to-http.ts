@@ -11,6 +11,7 @@ export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Partial<Record<DinferErrorCode,
   [DinferErrorCode.INVALID_ARGUMENT]: 400,
   [DinferErrorCode.TENSOR_INVALID]: 400,
   [DinferErrorCode.UNKNOWN_MODEL]: 404,
+  [DinferErrorCode.ROLLOUT_FAILED]: 422, // the version cannot serve; the previous one still does
   [DinferErrorCode.OVERLOADED]: 503,
   [DinferErrorCode.NO_WORKER]: 503,
   [DinferErrorCode.NOT_READY]: 503,

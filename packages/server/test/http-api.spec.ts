@@ -408,7 +408,7 @@ describe('KServe v2', () => {
       payload: { inputs: [] },
     });
     expect(version.statusCode).toBe(404);
-    expect(version.json().error).toBe('model "multi" has no version "9"; the served version is "1"');
+    expect(version.json().error).toBe('model "multi" has no version "9"; available: 1 (active: 1)');
     const route = await multiApp.inject({ method: 'GET', url: '/v3/anything?x=1' });
     expect(route.statusCode).toBe(404);
     expect(route.json()).toEqual({ error: 'no route GET /v3/anything' });
@@ -422,7 +422,7 @@ describe('KServe v2', () => {
     expect((await app.inject({ method: 'GET', url: '/v2' })).json()).toEqual({
       name: 'test-server',
       version: '1.2.3',
-      extensions: [],
+      extensions: ['binary_tensor_data'],
     });
     expect((await app.inject({ method: 'GET', url: '/v2/models/img/ready' })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/v2/models/img/versions/7/ready' })).statusCode).toBe(
@@ -681,7 +681,7 @@ describe('service errors and health over HTTP', () => {
     });
     expect(res.statusCode).toBe(500);
     const failure = lines.find((l) => l.level === 50);
-    expect(failure).toMatchObject({ reqId: 'r-9', msg: 'request failed: disk on fire' });
+    expect(failure).toMatchObject({ requestId: 'r-9', msg: 'request failed: disk on fire' });
     await logged.close();
   });
 });

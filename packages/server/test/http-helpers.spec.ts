@@ -141,6 +141,7 @@ describe('errorToHttp', () => {
       [DinferErrorCode.INVALID_ARGUMENT, 400],
       [DinferErrorCode.TENSOR_INVALID, 400],
       [DinferErrorCode.UNKNOWN_MODEL, 404],
+      [DinferErrorCode.ROLLOUT_FAILED, 422],
       [DinferErrorCode.OVERLOADED, 503],
       [DinferErrorCode.NO_WORKER, 503],
       [DinferErrorCode.NOT_READY, 503],
@@ -154,7 +155,7 @@ describe('errorToHttp', () => {
       expect(answer.body).toEqual({ error: `msg ${code}`, code });
       expect(answer.headers['retry-after'] !== undefined).toBe(status === 503);
     }
-    expect(Object.keys(HTTP_STATUS_BY_ERROR_CODE)).toHaveLength(7);
+    expect(Object.keys(HTTP_STATUS_BY_ERROR_CODE)).toHaveLength(8);
     const overloaded = new DinferError(DinferErrorCode.OVERLOADED, 'busy', {
       details: { retryAfterMs: 2500 },
     });

@@ -1,15 +1,35 @@
 /**
  * The master's HTTP API: a fastify instance serving `POST /api/infer` (simple JSON, top-5)
  * and the KServe v2 / Open Inference Protocol routes over any {@link InferenceService}.
+ * It also serves `GET /api/status` (JSON), the status page at `GET /`, and `GET /metrics`
+ * (Prometheus) when given a metrics registry.
  *
  * @module
  */
-import { DinferError, DinferErrorCode, type InferenceService, isDinferError } from '@dinfer/core';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+
+import { randomUUID } from 'node:crypto';
+import {
+  type ClusterStatus,
+  DinferError,
+  DinferErrorCode,
+  type InferenceService,
+  isDinferError,
+} from '@dinfer/core';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import { errorToHttp } from '../errors-to-http.js';
+import type { PrometheusMetrics } from '../metrics/prometheus-metrics.js';
+import { checkPreprocessOption, type PreprocessOption } from '../preprocess/config.js';
+import { recordInferenceRequests } from '../status/inference-recorder.js';
+import { createRequestWindow } from '../status/request-window.js';
+import { registerImageInput } from './image-input.js';
 import { markArrival } from './infer-for-request.js';
+import { registerOctetStreamBody } from './kserve-binary.js';
 import { registerKServe } from './kserve-routes.js';
+import { registerMetricsRoute } from './metrics-route.js';
+import { type RepositoryRoutesTarget, registerRepositoryRoutes } from './repository-routes.js';
 import { registerSimpleInfer } from './simple-infer.js';
+import { registerStatusPage } from './status-page.js';
+import { registerStatusRoutes } from './status-routes.js';
 
 /** Default request body limit: 32 MiB (a 224x224x3 float image is about 2-3 MB of JSON). */
 export const DEFAULT_HTTP_BODY_LIMIT_BYTES = 32 * 1024 * 1024;
@@ -26,6 +46,21 @@ export interface HttpApiOptions {
   readonly version?: string | undefined;
   /** Deadline of each inference, in ms from its arrival (504 when it passes). Default: none. */
   readonly requestTimeoutMs?: number | undefined;
+  /** The cluster's status for `GET /api/status` (e.g. `() => coordinator.status()`). */
+  readonly status?: (() => ClusterStatus) | undefined;
+  /**
+   * Serves `GET /metrics` from this registry and records `ai_inference_requests_total` and
+   * `ai_inference_latency_seconds` per inference route. Default: neither.
+   */
+  readonly metrics?: PrometheusMetrics | undefined;
+  /** Serves the status page at `GET /`. Default true. */
+  readonly statusPage?: boolean | undefined;
+  /** Image preprocessing of `POST /api/infer` per model: a record by name or a function. */
+  readonly preprocess?: PreprocessOption | undefined;
+  /** Largest image `POST /api/infer` decodes, in pixels. Default 40 megapixels. */
+  readonly maxImagePixels?: number | undefined;
+  /** Serves the model repository routes `/v2/repository/*` (index, load, unload) over it. */
+  readonly repository?: RepositoryRoutesTarget | undefined;
 }
 
 function formatBytes(bytes: number): string {
@@ -61,7 +96,16 @@ export function createHttpApi(service: InferenceService, options: HttpApiOptions
   const logger = options.logger ?? false;
   const app = Fastify({
     bodyLimit,
-    requestIdHeader: 'x-request-id',
+    // A client's x-request-id is kept when it is a short token (it travels to the workers and
+    // into their logs); anything else gets a fresh UUID.
+    requestIdHeader: false,
+    genReqId: (raw) => {
+      const given = raw.headers['x-request-id'];
+      return typeof given === 'string' && /^[\w.:-]{1,128}$/.test(given) ? given : randomUUID();
+    },
+    logController: new LogController({ requestIdLogLabel: 'requestId' }),
+    // Stopping a master must not wait for idle keep-alive clients (e.g. an open status page).
+    forceCloseConnections: true,
     ...(typeof logger === 'boolean' ? { logger } : { loggerInstance: logger }),
   }) as unknown as FastifyInstance;
 
@@ -87,7 +131,20 @@ export function createHttpApi(service: InferenceService, options: HttpApiOptions
     reply.code(404).send({ error: `no route ${request.method} ${request.url.split('?')[0]}` }),
   );
 
-  registerSimpleInfer(app, service, timeoutMs);
+  const window = createRequestWindow();
+  recordInferenceRequests(app, { service, window, metrics: options.metrics });
+  registerStatusRoutes(app, { service, window, status: options.status });
+  if (options.metrics) registerMetricsRoute(app, options.metrics);
+  if (options.statusPage ?? true) registerStatusPage(app);
+  checkPreprocessOption(options.preprocess);
+  registerOctetStreamBody(app, bodyLimit);
+  registerImageInput(app, bodyLimit);
+  registerSimpleInfer(app, service, {
+    timeoutMs,
+    preprocess: options.preprocess,
+    maxImagePixels: options.maxImagePixels,
+  });
+  if (options.repository) registerRepositoryRoutes(app, options.repository);
   registerKServe(app, service, {
     serverName: options.serverName ?? 'dinfer',
     version: options.version ?? '0.0.0',

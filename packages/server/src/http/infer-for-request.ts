@@ -35,6 +35,7 @@ export async function inferForRequest(
   request: FastifyRequest,
   reply: FastifyReply,
   timeoutMs?: number,
+  version?: string,
 ): Promise<InferResult> {
   const controller = new AbortController();
   const onClose = () => controller.abort(new Error('client closed the connection'));
@@ -42,6 +43,7 @@ export async function inferForRequest(
   const options: InferOptions = {
     signal: controller.signal,
     requestId: String(request.id),
+    ...(version === undefined ? {} : { version }),
     ...(timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs }),
   };
   try {

@@ -3,7 +3,7 @@
  *
  * - `GET  /v2` server metadata; `GET /v2/health/live`, `GET /v2/health/ready`
  * - `GET  /v2/models/:name[/versions/:version]` model metadata, `.../ready` model readiness
- * - `POST /v2/models/:name[/versions/:version]/infer`
+ * - `POST /v2/models/:name[/versions/:version]/infer`, JSON or binary (kserve-binary.ts)
  *
  * Errors answer `{"error": "..."}` with the status of errors-to-http.ts.
  *
@@ -12,6 +12,12 @@
 import type { InferenceService, ServiceHealth } from '@dinfer/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { inferForRequest } from './infer-for-request.js';
+import {
+  BINARY_TENSOR_DATA_EXTENSION,
+  readV2Body,
+  requireOctetStreamForBinary,
+  sendV2Answer,
+} from './kserve-binary.js';
 import { parseV2Request, v2ModelMetadata, v2Response } from './kserve-codec.js';
 import { findServedModel } from './served-models.js';
 
@@ -49,7 +55,11 @@ export function registerKServe(
   service: InferenceService,
   options: KServeRoutesOptions,
 ): void {
-  app.get('/v2', async () => ({ name: options.serverName, version: options.version, extensions: [] }));
+  app.get('/v2', async () => ({
+    name: options.serverName,
+    version: options.version,
+    extensions: [BINARY_TENSOR_DATA_EXTENSION],
+  }));
 
   app.get('/v2/health/live', async (_request, reply) => {
     const health = healthOf(service);
@@ -77,7 +87,8 @@ export function registerKServe(
 
   const infer = async (request: FastifyRequest<ModelParams>, reply: FastifyReply) => {
     const model = findServedModel(service, request.params.name, request.params.version);
-    const parsed = parseV2Request(request.body, model);
+    const body = readV2Body(request);
+    const parsed = parseV2Request(body.json, model, body.binary);
     const result = await inferForRequest(
       service,
       model.name,
@@ -85,9 +96,12 @@ export function registerKServe(
       request,
       reply,
       options.timeoutMs,
+      request.params.version,
     );
-    return v2Response(model, parsed, result);
+    const answer = v2Response(model, parsed, result);
+    return sendV2Answer(reply, answer.response, answer.binary);
   };
-  app.post<ModelParams>('/v2/models/:name/infer', infer);
-  app.post<ModelParams>('/v2/models/:name/versions/:version/infer', infer);
+  const onRequest = requireOctetStreamForBinary;
+  app.post<ModelParams>('/v2/models/:name/infer', { onRequest }, infer);
+  app.post<ModelParams>('/v2/models/:name/versions/:version/infer', { onRequest }, infer);
 }

@@ -27,14 +27,17 @@ export function findServedModel(service: InferenceService, name: string, version
       },
     );
   }
-  if (version !== undefined && version !== model.version) {
+  if (version === undefined || version === model.version) return model;
+  const available = model.versions ?? [model.version];
+  if (!available.includes(version)) {
     throw new DinferError(
       DinferErrorCode.UNKNOWN_MODEL,
-      `model "${name}" has no version "${version}"; the served version is "${model.version}"`,
+      `model "${name}" has no version "${version}"; available: ${available.join(', ')} (active: ${model.version})`,
       { details: { model: name, version } },
     );
   }
-  return model;
+  // A standby version: addressed explicitly, it answers with its own version label.
+  return { ...model, version };
 }
 
 /**

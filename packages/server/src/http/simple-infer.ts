@@ -1,8 +1,11 @@
 /**
- * `POST /api/infer`: the simple JSON API. One nested array in, top-5 classes per example out.
+ * `POST /api/infer`: the simple API. One nested array, or one image, in; top-5 classes per
+ * example out.
  *
  * ```
  * {"input": [[[r,g,b], ...]], "model"?: "resnet50"}
+ * or an image: body image/png | image/jpeg | image/webp | application/octet-stream, or
+ *   multipart/form-data with a file field "image" (else the first file); ?model=resnet50
  * -> {"model","version","predictions":[{"top":[{"index","label"?,"score"}]}],
  *     "outputShape","processingTimeMs","nodes":[{"stage","worker","ms"}],"degraded"}
  * ```
@@ -17,7 +20,10 @@ import {
   type ServedModel,
 } from '@dinfer/core';
 import type { FastifyInstance } from 'fastify';
+import { type PreprocessOption, preprocessConfigFor } from '../preprocess/config.js';
+import { imageToTensor } from '../preprocess/image-to-tensor.js';
 import { jsonInputDType } from './datatypes.js';
+import { readImageUpload } from './image-input.js';
 import { elapsedSinceArrival, inferForRequest } from './infer-for-request.js';
 import { readNumericArray, tensorData } from './numeric-array.js';
 import { defaultServedModel, findServedModel } from './served-models.js';
@@ -47,6 +53,8 @@ export interface SimpleInferResponse {
   readonly nodes: readonly SimpleStageTrace[];
   /** True when the master computed a stage itself because no worker could. */
   readonly degraded: boolean;
+  /** Present (true) when the answer came from the result cache. */
+  readonly cached?: boolean;
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -94,24 +102,67 @@ export function simpleResponse(
     processingTimeMs: round(elapsedMs),
     nodes: result.nodes.map((n) => ({ stage: n.stage, worker: n.worker, ms: round(n.ms) })),
     degraded: result.degraded,
+    ...(result.cached ? { cached: true } : {}),
   };
 }
 
-/** Registers `POST /api/infer` on `app`. */
+/** Options of {@link registerSimpleInfer}. */
+export interface SimpleInferOptions {
+  /** Deadline of each inference, in ms from its arrival. */
+  readonly timeoutMs?: number | undefined;
+  /** Image preprocessing per model (defaults: scale 1/255, mean 0, std 1). */
+  readonly preprocess?: PreprocessOption | undefined;
+  /** Largest accepted image, in pixels. Default 40 megapixels. */
+  readonly maxImagePixels?: number | undefined;
+}
+
+/** The `?model=` query parameter, when given. */
+function queryModel(query: unknown): string | undefined {
+  const value = (query as { model?: unknown } | undefined)?.model;
+  if (value !== undefined && typeof value !== 'string')
+    throw bad('query parameter "model" must be given once');
+  return value;
+}
+
+/**
+ * Registers `POST /api/infer` on `app`.
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `maxImagePixels` that is not a positive integer.
+ */
 export function registerSimpleInfer(
   app: FastifyInstance,
   service: InferenceService,
-  timeoutMs?: number,
+  options: SimpleInferOptions = {},
 ): void {
+  const { timeoutMs, maxImagePixels } = options;
+  if (maxImagePixels !== undefined && (!Number.isSafeInteger(maxImagePixels) || maxImagePixels < 1)) {
+    throw bad(`maxImagePixels ${maxImagePixels} must be a positive integer`);
+  }
+  const pick = (name: string | undefined) =>
+    name === undefined ? defaultServedModel(service) : findServedModel(service, name);
   app.post('/api/infer', async (request, reply): Promise<SimpleInferResponse> => {
+    const fromQuery = queryModel(request.query);
+    const upload = await readImageUpload(request);
+    if (upload !== undefined) {
+      const model = pick(fromQuery ?? upload.fields.model);
+      const { tensor } = await imageToTensor(upload.bytes, model, {
+        config: preprocessConfigFor(options.preprocess, model),
+        maxPixels: maxImagePixels,
+      });
+      const result = await inferForRequest(service, model.name, [tensor], request, reply, timeoutMs);
+      return simpleResponse(model, result, elapsedSinceArrival(request));
+    }
     const body = request.body;
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-      throw bad('body must be a JSON object {"input": [...], "model"?: "..."}');
+      throw bad(
+        'body must be a JSON object {"input": [...], "model"?: "..."} or an image ' +
+          '(image/png, image/jpeg, image/webp, or multipart/form-data with a file field "image")',
+      );
     }
-    const { input, model: name } = body as { input?: unknown; model?: unknown };
-    if (name !== undefined && typeof name !== 'string') throw bad('"model" must be a string');
+    const { input, model: bodyName } = body as { input?: unknown; model?: unknown };
+    if (bodyName !== undefined && typeof bodyName !== 'string') throw bad('"model" must be a string');
     if (input === undefined) throw bad('body has no "input" (a nested array of numbers)');
-    const model = name === undefined ? defaultServedModel(service) : findServedModel(service, name);
+    const model = pick(bodyName ?? fromQuery);
     if (model.inputs.length !== 1) {
       throw bad(
         `model "${model.name}" takes ${model.inputs.length} inputs; use POST /v2/models/${model.name}/infer`,
