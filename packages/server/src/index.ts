@@ -1,5 +1,26 @@
 /**
  * @packageDocumentation
  */
+export * from './config/bindings.js';
+export * from './config/load-config.js';
+export * from './config/schema.js';
 export * from './errors-to-http.js';
 export * from './http/api.js';
+export * from './http/metrics-route.js';
+export * from './http/repository-routes.js';
+export * from './http/status-page.js';
+export * from './http/status-routes.js';
+export * from './metrics/definitions.js';
+export * from './metrics/prometheus-metrics.js';
+export * from './preprocess/config.js';
+export * from './preprocess/decode-image.js';
+export * from './preprocess/image-to-tensor.js';
+export * from './repository/load-version.js';
+export * from './repository/model-repository.js';
+export * from './repository/repository-poller.js';
+export * from './repository/scan.js';
+export * from './repository/version-config.js';
+export * from './repository/version-order.js';
+export * from './status/inference-recorder.js';
+export * from './status/request-window.js';
+export * from './status/status-report.js';

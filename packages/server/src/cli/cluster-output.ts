@@ -30,7 +30,7 @@ export function createClusterReporter(io: CliIo, tty = Boolean(process.stderr.is
   const multibar = tty
     ? new MultiBar(
         {
-          format: ' {stage} -> {worker} [{bar}] {percentage}% {sent}/{total}',
+          format: ' {stage} -> {worker} [{bar}] {percentage}% {sent}/{size}',
           hideCursor: true,
           clearOnComplete: false,
         },
@@ -55,7 +55,8 @@ export function createClusterReporter(io: CliIo, tty = Boolean(process.stderr.is
               stage: event.stage,
               worker: event.workerId,
               sent: formatBytes(event.sentBytes),
-              total: formatBytes(event.totalBytes),
+              // Not `total`: cli-progress reserves that name for the bar's raw total.
+              size: formatBytes(event.totalBytes),
             };
             if (!bar) {
               bar = multibar.create(event.totalBytes, 0, payload);

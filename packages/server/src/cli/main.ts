@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * The `dinfer` executable: `dinfer up | master | worker | inspect | plan | split`. See `dinfer --help`.
+ * The `dinfer` executable: `dinfer up | master | worker | inspect | plan | split | bench`. See `dinfer --help`.
  *
  * @module
  */

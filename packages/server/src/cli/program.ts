@@ -6,9 +6,11 @@
 import { createRequire } from 'node:module';
 import { isDinferError } from '@dinfer/core';
 import { Command, CommanderError } from 'commander';
+import { benchCommand } from './bench.js';
 import { type CliIo, processIo } from './common.js';
 import { inspectCommand } from './inspect.js';
 import { masterCommand } from './master.js';
+import { modelCommand } from './model.js';
 import { planCommand } from './plan.js';
 import { splitCommand } from './split.js';
 import { upCommand } from './up.js';
@@ -35,6 +37,8 @@ export function createProgram(io: CliIo = processIo): Command {
   const program = new Command('dinfer')
     .description('distributed pipeline-parallel inference of TensorFlow.js LayersModels')
     .version(packageVersion())
+    // `--version` after a command is that command's own (`dinfer model load m --version 2`).
+    .enablePositionalOptions()
     .showHelpAfterError()
     .exitOverride()
     .configureOutput({
@@ -48,8 +52,12 @@ export function createProgram(io: CliIo = processIo): Command {
     inspectCommand(io),
     planCommand(io),
     splitCommand(io),
+    benchCommand(io),
+    modelCommand(io),
   ]) {
     program.addCommand(command.copyInheritedSettings(program));
+    // Nested commands (`model list`) get the same output and exit handling.
+    for (const sub of command.commands) sub.copyInheritedSettings(command);
   }
   return program;
 }

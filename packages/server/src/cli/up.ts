@@ -7,10 +7,12 @@
 import { availableParallelism } from 'node:os';
 import { Command } from 'commander';
 import { startLocalCluster } from '../cluster/local-cluster.js';
+import { UP_BINDINGS } from '../config/bindings.js';
+import { preprocessSettings, resolveCommandOptions } from '../config/resolve.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import { type CliIo, parsePositiveInt } from './common.js';
 import { defaultExampleModel } from './example-model.js';
-import { type ServeOptions, withServeOptions } from './master.js';
+import { type ServeOptions, servingSettings, withServeOptions } from './master.js';
 
 interface UpOptions extends ServeOptions {
   readonly model?: string;
@@ -36,6 +38,10 @@ export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
     profile: options.profile,
     httpHost: options.httpHost,
     httpPort: options.httpPort,
+    bodyLimitBytes: options.bodyLimit,
+    requestTimeoutMs: options.requestTimeout,
+    ...servingSettings(options),
+    preprocess: preprocessSettings(options as unknown as Record<string, unknown>),
     transport: options.transport,
     scheduler: options.scheduler,
     backend: options.backend,
@@ -66,5 +72,8 @@ export function upCommand(io: CliIo): Command {
     .option('--workers <n>', 'worker processes', parsePositiveInt, availableParallelism())
     .option('--cache-dir <dir>', 'shard cache directory of the workers')
     .option('--exit-when-ready', 'stop once the cluster is ready (smoke test)', false)
-    .action(async (options: UpOptions) => runUp(options, io));
+    .action(async (_flags: unknown, command: Command) => {
+      const { options } = await resolveCommandOptions(command, UP_BINDINGS);
+      return runUp(options as unknown as UpOptions, io);
+    });
 }

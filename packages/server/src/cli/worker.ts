@@ -6,6 +6,8 @@
 import { Command, Option } from 'commander';
 import { TRANSPORT_KINDS, type TransportKind } from '../cluster/transport-factory.js';
 import { startWorkerProcess } from '../cluster/worker-process.js';
+import { WORKER_BINDINGS } from '../config/bindings.js';
+import { requireSetting, resolveCommandOptions, withConfigOption } from '../config/resolve.js';
 import { createLogger, untilSignal } from './cluster-output.js';
 import { type CliIo, type CommonOptions, parseBytes, parsePositiveInt, withBackendOption } from './common.js';
 
@@ -24,7 +26,7 @@ interface WorkerCommandOptions extends CommonOptions {
 /** Runs a worker until SIGINT/SIGTERM, then drains: queued work finishes before it exits. */
 export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promise<void> {
   const logger = createLogger(options.logLevel);
-  const token = options.token ?? process.env.DINFER_TOKEN;
+  const token = options.token;
   const handle = await startWorkerProcess({
     master: options.master,
     transport: options.transport,
@@ -46,9 +48,12 @@ export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promi
 
 /** The `dinfer worker` command. */
 export function workerCommand(io: CliIo): Command {
-  return withBackendOption(new Command('worker'))
+  return withConfigOption(withBackendOption(new Command('worker')))
     .description('join a master and serve pipeline stages')
-    .requiredOption('--master <host:port>', "the master's cluster address")
+    .option(
+      '--master <host:port>',
+      "the master's cluster address (required here, in $DINFER_MASTER or the config)",
+    )
     .addOption(new Option('--transport <kind>', 'cluster transport').choices(TRANSPORT_KINDS).default('tcp'))
     .option('--token <token>', 'cluster token (default $DINFER_TOKEN)')
     .option('--name <name>', 'name shown by the master (default host-pid)')
@@ -57,5 +62,9 @@ export function workerCommand(io: CliIo): Command {
     .option('--memory <bytes>', 'memory budget announced to the master', parseBytes)
     .option('--queue-limit <n>', 'stage requests allowed to wait', parsePositiveInt)
     .option('--log-level <level>', 'structured log level on stderr')
-    .action(async (options: WorkerCommandOptions) => runWorker(options, io));
+    .action(async (_flags: unknown, command: Command) => {
+      const { options } = await resolveCommandOptions(command, WORKER_BINDINGS);
+      requireSetting(options, WORKER_BINDINGS, 'master', '--master');
+      return runWorker(options as unknown as WorkerCommandOptions, io);
+    });
 }
