@@ -195,6 +195,32 @@ describe('batchingService', () => {
     expectOwnRows(result, x);
   });
 
+  it('with flushWhenIdle, dispatches a lone request at once and batches while busy', async () => {
+    const fake = fakeService({ manual: true });
+    const batcher = batchingService(fake.service, {
+      maxBatchSize: 8,
+      maxDelayMs: 10_000,
+      maxQueue: 16,
+      maxConcurrentBatches: 1,
+      flushWhenIdle: true,
+    });
+    const first = request(1);
+    const pendingFirst = batcher.infer('m', [first]);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fake.calls.map((c) => c.rows)).toEqual([1]); // no 10 s wait
+    // While it runs, three more queue up and leave together when it finishes.
+    const rest = [request(1), request(2), request(1)];
+    const pendingRest = rest.map((x) => batcher.infer('m', [x]));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fake.calls).toHaveLength(1);
+    fake.calls[0]!.release();
+    expectOwnRows(await pendingFirst, first);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fake.calls.map((c) => c.rows)).toEqual([1, 4]);
+    fake.calls[1]!.release();
+    expectEachOwnRows(await Promise.all(pendingRest), rest);
+  });
+
   it('never exceeds maxBatchSize rows, except a request that alone is larger', async () => {
     const fake = fakeService();
     const batcher = batchingService(fake.service, { maxBatchSize: 4, maxDelayMs: 20, maxQueue: 16 });

@@ -111,6 +111,20 @@ describe('resultCacheKey', () => {
 });
 
 describe('cachingService', () => {
+  it('lets requests pinned to another version than the active one bypass the cache', async () => {
+    const fake = fakeService();
+    fake.setVersion('2');
+    const cache = cachingService(fake.service, { maxBytes: 1 << 20 });
+    const x = tensor([1, 2], [1, 2]);
+    const first = await cache.infer('m', [x], { version: '1' });
+    const second = await cache.infer('m', [x], { version: '1' });
+    expect(fake.calls).toHaveLength(2);
+    expect(first.cached).not.toBe(true);
+    expect(second.cached).not.toBe(true);
+    expect(fake.calls.every((c) => c.options.version === '1')).toBe(true);
+    expect(cache.stats().entries).toBe(0);
+  });
+
   it('answers a repeated request from the cache without calling inner', async () => {
     const fake = fakeService();
     const cache = cachingService(fake.service, { maxBytes: 1024 });

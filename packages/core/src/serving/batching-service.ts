@@ -39,6 +39,12 @@ export interface BatchingOptions {
    */
   readonly maxConcurrentBatches?: number | undefined;
   /**
+   * Dispatch at once when no batch is running instead of waiting `maxDelayMs`: a lone request
+   * never pays the delay, and batches still form while the service is busy, which is when
+   * they help. Default false (always wait up to `maxDelayMs` for batch-mates).
+   */
+  readonly flushWhenIdle?: boolean | undefined;
+  /**
    * Receives `dinfer_batch_size` (rows per inner call), `dinfer_queue_length` (requests
    * waiting) and `dinfer_queue_wait_seconds`, each labelled with the model.
    */
@@ -149,7 +155,8 @@ function timedOut(deadline: number, where: string): DinferError {
  * Wraps `inner` with dynamic batching. Requests for the same model whose inputs agree in
  * count, dtypes and every dimension but the first queue together and run as ONE
  * `inner.infer` call, inputs concatenated along dimension 0, once the batch holds
- * `maxBatchSize` rows or its oldest request has waited `maxDelayMs`. Each caller gets
+ * `maxBatchSize` rows or its oldest request has waited `maxDelayMs` (or, with
+ * `flushWhenIdle`, at once when no batch is running). Each caller gets
  * exactly its own rows of every output (and the batch's shared version, trace and degraded
  * flag); `processingTimeMs` counts from the moment it entered the queue. Requests are taken
  * in arrival order and a batch never exceeds `maxBatchSize` rows, unless one request alone
@@ -186,6 +193,7 @@ export function batchingService(inner: InferenceService, options: BatchingOption
   checkOption('maxConcurrentBatches', maxConcurrent, 1, true);
   const maxRows = options.maxBatchSize;
   const maxDelayMs = options.maxDelayMs;
+  const flushWhenIdle = options.flushWhenIdle ?? false;
   const metrics = options.metrics ?? noopMetrics;
   const log = options.logger ?? silentLogger;
   const groups = new Map<string, Group>();
@@ -218,7 +226,11 @@ export function batchingService(inner: InferenceService, options: BatchingOption
 
   const ready = (group: Group, now: number): boolean => {
     const head = group.items[0];
-    return head !== undefined && (closed(group) || now - head.enqueuedAt >= maxDelayMs);
+    // With flushWhenIdle, nothing running means waiting would only add latency.
+    return (
+      head !== undefined &&
+      (closed(group) || (flushWhenIdle && inflight === 0) || now - head.enqueuedAt >= maxDelayMs)
+    );
   };
 
   /** Re-arms the group's delay timer after a change; drops an empty group. */

@@ -205,7 +205,11 @@ export function cachingService(inner: InferenceService, options: CachingOptions)
       const started = performance.now();
       if (infer.signal?.aborted) throw abortError(infer.signal.reason);
       const served = inner.models().find((m) => m.name === model);
-      if (!served) return inner.infer(model, inputs, infer);
+      // Unknown models, and requests pinned to another version than the active one, bypass
+      // the cache (its keys carry the active version).
+      if (!served || (infer.version !== undefined && infer.version !== served.version)) {
+        return inner.infer(model, inputs, infer);
+      }
       noteVersion(model, served.version);
       const key = resultCacheKey(model, served.version, inputs);
       const entry = cache.get(key);
