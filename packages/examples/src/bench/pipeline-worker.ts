@@ -1,0 +1,103 @@
+/**
+ * A worker process of `pnpm bench:pipeline`: core's worker runtime over `@dinfer/transport-tcp`,
+ * forked by `pipeline.js` with an IPC channel.
+ *
+ * Configured by environment: `DINFER_BENCH_MASTER` (the master's cluster address),
+ * `DINFER_BENCH_TOKEN` (cluster token), `DINFER_BENCH_CACHE` (shard cache directory),
+ * `DINFER_BENCH_NAME` (worker name). Over IPC it reports `{ type: 'ready', backend }` once
+ * joined, answers `{ type: 'cpu' }` with its process CPU time (so the bench can charge CPU
+ * per request to each process, independent of machine load) and its event-loop busy/idle
+ * time (so the bench can tell a worker starved of input from one starved of CPU), profiles
+ * itself between `profile.start` and `profile.stop`, and exits when the master closes the link
+ * or the IPC channel goes away.
+ *
+ * @module
+ */
+import { performance } from 'node:perf_hooks';
+import { createWorker, describeBackend, initBackend } from '@dinfer/core';
+import { tcpTransport } from '@dinfer/transport-tcp';
+import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';
+
+/** Messages this process sends to the bench over IPC. */
+export type PipelineWorkerReport =
+  | { readonly type: 'ready'; readonly backend: string; readonly pid: number }
+  | {
+      readonly type: 'cpu';
+      readonly userMs: number;
+      readonly systemMs: number;
+      /** Wall ms the event loop was busy (computing or handling I/O) since the process started. */
+      readonly activeMs: number;
+      /** Wall ms the event loop waited for I/O since the process started. */
+      readonly idleMs: number;
+    }
+  | { readonly type: 'profiled'; readonly file: string | undefined }
+  | { readonly type: 'failed'; readonly error: string };
+
+/** Messages the bench sends to this process over IPC. */
+export type PipelineWorkerCommand =
+  | { readonly type: 'cpu' }
+  | { readonly type: 'profile.start' }
+  | { readonly type: 'profile.stop'; readonly file: string };
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`pipeline-worker: environment variable ${name} is not set`);
+  return value;
+}
+
+function report(message: PipelineWorkerReport): void {
+  process.send?.(message);
+}
+
+async function main(): Promise<void> {
+  if (process.send === undefined) throw new Error('pipeline-worker must be forked with an IPC channel');
+  const token = env('DINFER_BENCH_TOKEN');
+  const backend = await initBackend();
+  const worker = createWorker({
+    // The bench owns the life of this process: no redial, in the runtime or the transport.
+    transport: tcpTransport({ token, reconnect: false }),
+    master: env('DINFER_BENCH_MASTER'),
+    token,
+    name: env('DINFER_BENCH_NAME'),
+    cacheDir: env('DINFER_BENCH_CACHE'),
+    reconnect: false,
+  });
+  worker.onStateChange((state) => {
+    if (state === 'stopped') process.exit(0);
+  });
+  let profile: CpuProfileWindow | undefined;
+  process.on('message', async (message: PipelineWorkerCommand) => {
+    if (message?.type === 'profile.start') {
+      profile = await startCpuProfile();
+      return;
+    }
+    if (message?.type === 'profile.stop') {
+      const running = profile;
+      profile = undefined;
+      await running?.stop(message.file);
+      report({ type: 'profiled', file: running === undefined ? undefined : message.file });
+      return;
+    }
+    if (message?.type !== 'cpu') return;
+    const used = process.cpuUsage();
+    const loop = performance.eventLoopUtilization();
+    report({
+      type: 'cpu',
+      userMs: used.user / 1000,
+      systemMs: used.system / 1000,
+      activeMs: loop.active,
+      idleMs: loop.idle,
+    });
+  });
+  process.on('disconnect', () => {
+    void worker.stop().finally(() => process.exit(0));
+  });
+  await worker.start();
+  report({ type: 'ready', backend: describeBackend(backend), pid: process.pid });
+}
+
+main().catch((error: unknown) => {
+  report({ type: 'failed', error: error instanceof Error ? error.message : String(error) });
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 100).unref();
+});
