@@ -1,135 +1,22 @@
-import { analyzeModel, initBackend, type Partition, partitionModel, runPartition } from '@dinfer/core';
-import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resnet50 } from '../src/models/resnet50.js';
-import { seededRandom } from '../src/models/rng.js';
+import { partitionSuite } from './partition-suite.js';
 
-// ResNet50 is fully convolutional up to global pooling: the same layers and weights run at
-// 64x64, which keeps every-cut checks fast.
-const SIZE = 64;
-
-let model: tf.LayersModel;
-let input: tf.Tensor4D;
-let expected: Float32Array;
-let validCuts: number[];
-
-/** Max |a - b| over max(1, max |b|), for probabilities and for log-probabilities. */
-function relativeErrors(actual: Float32Array, reference: Float32Array): { probs: number; logs: number } {
-  let diff = 0;
-  let scale = 1;
-  let logDiff = 0;
-  let logScale = 1;
-  for (let i = 0; i < reference.length; i++) {
-    const a = actual[i]!;
-    const b = reference[i]!;
-    diff = Math.max(diff, Math.abs(a - b));
-    scale = Math.max(scale, Math.abs(b));
-    // Log-probabilities are the logits up to a constant: sensitive where probabilities are tiny.
-    logDiff = Math.max(logDiff, Math.abs(Math.log(a) - Math.log(b)));
-    logScale = Math.max(logScale, Math.abs(Math.log(b)));
-  }
-  return { probs: diff / scale, logs: logDiff / logScale };
-}
-
-function runAndCompare(partition: Partition): { probs: number; logs: number } {
-  const out = runPartition(partition, input);
-  if (Array.isArray(out)) throw new Error('expected one output tensor');
-  const values = out.dataSync() as Float32Array;
-  out.dispose();
-  return relativeErrors(values, expected);
-}
-
-beforeAll(async () => {
-  await initBackend();
-  model = resnet50({ inputShape: [SIZE, SIZE, 3], seed: 3 });
-  const random = seededRandom(11);
-  input = tf.tensor4d(random.fillUniform(new Float32Array(SIZE * SIZE * 3), -1, 1), [1, SIZE, SIZE, 3]);
-  const out = model.predict(input) as tf.Tensor;
-  expected = out.dataSync() as Float32Array;
-  out.dispose();
-  validCuts = analyzeModel(model)
-    .cuts.filter((c) => c.valid)
-    .map((c) => c.index);
-});
-
-afterAll(() => {
-  input.dispose();
-  model.dispose();
-});
-
-describe('ResNet50 partitions', () => {
-  it('has a non-degenerate reference output', () => {
-    expect(expected.every(Number.isFinite)).toBe(true);
-    const max = Math.max(...expected);
-    // Neither one-hot nor uniform over the 1000 classes.
-    expect(max).toBeLessThan(0.5);
-    expect(max).toBeGreaterThan(2 / 1000);
-  });
-
-  it('splits at every valid cut into 2 stages that chain to the whole model', () => {
-    // Every cut between two computing layers: 176 layers after the input, ~174 positions.
-    expect(validCuts.length).toBeGreaterThan(170);
-    const start = tf.memory().numTensors;
-    const failures: string[] = [];
-    let twoTensorCuts = 0;
-    for (const cut of validCuts) {
-      const partition = partitionModel(model, [cut]);
-      expect(partition.stages.length).toBe(2);
-      const crossing = partition.stages[0]!.outputs.length;
-      if (crossing >= 2) twoTensorCuts++;
-      const err = runAndCompare(partition);
-      if (!(err.probs <= 1e-4 && err.logs <= 1e-4)) {
-        failures.push(`cut ${cut} (${model.layers[cut]!.name}): ${JSON.stringify(err)}`);
-      }
-    }
-    expect(failures).toEqual([]);
-    // Cuts inside a residual block carry the shortcut too.
-    expect(twoTensorCuts).toBeGreaterThan(50);
-    expect(tf.memory().numTensors).toBe(start);
-  });
-
-  it('chains 3-, 4- and 5-stage cut sets, inside and between blocks', () => {
-    const after = (name: string) => model.layers.findIndex((l) => l.name === name) + 1;
-    const cutSets = [
-      [after('conv3_block4_out'), after('conv4_block6_out')],
-      [after('conv2_block2_1_relu'), after('conv3_block1_add'), after('conv5_block1_2_conv')],
-      [
-        after('pool1_pool'),
-        after('conv3_block2_out'),
-        after('conv4_block3_2_bn'),
-        after('conv5_block3_3_conv'),
-      ],
-      [3, 60, 120],
-    ];
-    const start = tf.memory().numTensors;
-    for (const cuts of cutSets) {
-      for (const cut of cuts) expect(validCuts).toContain(cut);
-      const partition = partitionModel(model, cuts);
-      expect(partition.stages.length).toBe(cuts.length + 1);
-      const err = runAndCompare(partition);
-      expect(err.probs, `cuts ${cuts.join(',')}`).toBeLessThanOrEqual(1e-4);
-      expect(err.logs, `cuts ${cuts.join(',')}`).toBeLessThanOrEqual(1e-4);
-    }
-    expect(tf.memory().numTensors).toBe(start);
-  });
-
-  it('emits the same activation at a block boundary as the model itself', () => {
-    const cut = model.layers.findIndex((l) => l.name === 'conv3_block4_out') + 1;
-    const partition = partitionModel(model, [cut]);
-    const stage0 = partition.stages[0]!.model;
-    // Node 0 is the layer's call in the original model (stage models add more nodes).
-    const activation = model.getLayer('conv3_block4_out').getOutputAt(0) as tf.SymbolicTensor;
-    const probe = tf.model({ inputs: model.inputs, outputs: activation });
-    const [got, want] = tf.tidy(() => [
-      stage0.predict(input) as tf.Tensor,
-      probe.predict(input) as tf.Tensor,
-    ]);
-    expect(got!.shape).toEqual([1, SIZE / 8, SIZE / 8, 512]);
-    expect(got!.shape).toEqual(want!.shape);
-    const maxDiff = tf.tidy(() => tf.max(tf.abs(tf.sub(got!, want!))).dataSync()[0]!);
-    const scale = tf.tidy(() => tf.max(tf.abs(want!)).dataSync()[0]!);
-    expect(scale).toBeGreaterThan(0);
-    expect(maxDiff).toBeLessThanOrEqual(1e-4 * Math.max(1, scale));
-    tf.dispose([got!, want!]);
-  });
+partitionSuite({
+  name: 'ResNet50',
+  build: (size) => resnet50({ inputShape: [size, size, 3], seed: 3 }),
+  // Every cut between two computing layers: 176 layers after the input, ~174 positions.
+  minValidCuts: 170,
+  // Cuts inside a residual block carry the shortcut too.
+  minTwoTensorCuts: 50,
+  cutSets: (after) => [
+    [after('conv3_block4_out'), after('conv4_block6_out')],
+    [after('conv2_block2_1_relu'), after('conv3_block1_add'), after('conv5_block1_2_conv')],
+    [
+      after('pool1_pool'),
+      after('conv3_block2_out'),
+      after('conv4_block3_2_bn'),
+      after('conv5_block3_3_conv'),
+    ],
+  ],
+  boundary: { layer: 'conv3_block4_out', channels: 512 },
 });
