@@ -14,34 +14,7 @@ import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApi } from '../src/index.js';
-
-/** Mulberry32, for deterministic weights and inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomizeWeights(model: tf.LayersModel, seed: number): void {
-  const next = prng(seed);
-  for (const layer of model.layers) {
-    if (layer.weights.length === 0) continue;
-    const values = layer.weights.map((w) => {
-      const size = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
-      return tf.tensor(
-        Float32Array.from({ length: size }, () => next() * 2 - 1),
-        w.shape as number[],
-      );
-    });
-    layer.setWeights(values);
-    tf.dispose(values);
-  }
-}
+import { prng, randomizeWeights } from './fixtures/random-weights.js';
 
 /** [null,224,224,3] -> pool -> dense(10, softmax). */
 function imageModel(): tf.LayersModel {

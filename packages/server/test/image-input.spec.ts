@@ -11,18 +11,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApi } from '../src/index.js';
 import { imageToTensor } from '../src/preprocess/image-to-tensor.js';
-
-/** Mulberry32, for deterministic weights. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { prng, randomizeWeights } from './fixtures/random-weights.js';
 
 /** [null,H,W,C] -> flatten -> dense(units, softmax) with deterministic weights: every pixel counts. */
 function imageModel(height: number, width: number, channels: number, units: number, seed: number) {
@@ -32,19 +21,7 @@ function imageModel(height: number, width: number, channels: number, units: numb
     .dense({ units, activation: 'softmax', name: 'probs' })
     .apply(flat) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: probs });
-  const next = prng(seed);
-  for (const layer of model.layers) {
-    if (layer.weights.length === 0) continue;
-    const values = layer.weights.map((w) => {
-      const size = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
-      return tf.tensor(
-        Float32Array.from({ length: size }, () => next() * 2 - 1),
-        w.shape as number[],
-      );
-    });
-    layer.setWeights(values);
-    tf.dispose(values);
-  }
+  randomizeWeights(model, seed);
   return model;
 }
 

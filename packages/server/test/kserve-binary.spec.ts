@@ -4,34 +4,7 @@ import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBinaryTensor, splitBinaryBody, tensorBytes } from '../src/http/kserve-binary.js';
 import { createHttpApi } from '../src/index.js';
-
-/** Mulberry32, for deterministic weights and inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomizeWeights(model: tf.LayersModel, seed: number): void {
-  const next = prng(seed);
-  for (const layer of model.layers) {
-    if (layer.weights.length === 0) continue;
-    const values = layer.weights.map((w) => {
-      const size = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
-      return tf.tensor(
-        Float32Array.from({ length: size }, () => next() * 2 - 1),
-        w.shape as number[],
-      );
-    });
-    layer.setWeights(values);
-    tf.dispose(values);
-  }
-}
+import { prng, randomizeWeights } from './fixtures/random-weights.js';
 
 /** [null,8,8,3] -> flatten -> probs (softmax 5) and raw (linear 2). */
 function imageModel(): tf.LayersModel {

@@ -15,6 +15,7 @@ import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHttpApi } from '../src/index.js';
+import { prng } from './fixtures/random-weights.js';
 
 const H = 8;
 const W = 8;
@@ -27,18 +28,6 @@ const V2 = `/v2/models/${MODEL}/infer`;
 const V2_VERSIONED = `/v2/models/${MODEL}/versions/1/infer`;
 /** Requests that take longer than this count as hung. */
 const HANG_MS = 10_000;
-
-/** Mulberry32. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Method = 'GET' | 'POST' | 'PUT' | 'DELETE' | 'PATCH' | 'HEAD' | 'OPTIONS';
 
