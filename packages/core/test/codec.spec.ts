@@ -4,19 +4,9 @@ import { DinferError, DinferErrorCode } from '../src/errors.js';
 import { decodeTensors, encodeTensors, HOST_LITTLE_ENDIAN } from '../src/tensor/codec.js';
 import { float16BitsToNumber } from '../src/tensor/fp16.js';
 import type { TensorData } from '../src/tensor/types.js';
+import { seededRandom as rng } from '../src/testing/seeded-random.js';
 
 const LIMITS = { maxBytes: 64 * 1024 * 1024 };
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function sample(dtype: TensorData['dtype'], shape: number[], seed = 1): TensorData {
   const random = rng(seed);

@@ -8,19 +8,8 @@ import {
   FrameDecoder,
   frameByteLength,
 } from '../src/protocol/frame-codec.js';
+import { seededRandom as rng } from '../src/testing/seeded-random.js';
 import type { Envelope } from '../src/transport.js';
-
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomBytes(next: () => number, n: number): Uint8Array {
   const out = new Uint8Array(n);

@@ -11,18 +11,7 @@ import {
 import { dequantizeInt8, int8Parameters, quantizeInt8 } from '../src/tensor/int8.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom as rng } from '../src/testing/seeded-random.js';
 
 // Independent reference: the finite non-negative float16 values, written from the format's
 // definition (subnormal m * 2^-24; normal (1024 + m) * 2^(e - 25)), in increasing order.

@@ -8,4 +8,5 @@
 export * from './memory-channel.js';
 export * from './memory-transport.js';
 export * from './scheduler-suite.js';
+export * from './seeded-random.js';
 export * from './transport-suite.js';

@@ -11,6 +11,7 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '@dinfer/core';
+import { seededRandom as prng } from '@dinfer/core/testing';
 import autocannon from 'autocannon';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type CliIo, parsePositiveInt, table } from './common.js';
@@ -77,18 +78,6 @@ interface PreparedRequest {
 
 function fail(message: string, code: DinferErrorCode = DinferErrorCode.INVALID_ARGUMENT): DinferError {
   return new DinferError(code, message);
-}
-
-/** Mulberry32: the same pseudo-random inputs on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Values for one input: uniform [0, 1) floats, 0/1 integers and booleans (safe for embeddings), or zeros. */
