@@ -19,6 +19,9 @@ import {
   silentLogger,
 } from '@dinfer/core';
 
+/** Frames at least this big skip same-tick write batching (see `send`). */
+const LARGE_FRAME_BYTES = 64 * 1024;
+
 /** Options for {@link socketChannel}. */
 export interface SocketChannelOptions {
   /** Largest frame body sent, and accepted once {@link SocketChannel.setMaxIncomingFrameBytes} raises the limit. */
@@ -177,13 +180,15 @@ class TcpSocketChannel implements SocketChannel {
     const socket = this.socket;
     return new Promise<void>((resolve, reject) => {
       let bytes = 0;
+      for (const part of parts) bytes += part.byteLength;
       const last = parts.length - 1;
-      this.#cork();
-      for (let i = 0; i < last; i++) {
-        bytes += parts[i]!.byteLength;
-        socket.write(parts[i]!);
-      }
-      bytes += parts[last]!.byteLength;
+      // Small frames sent in the same tick share one writev. A large frame goes out as its own
+      // writev at once: batching it would hold every sender of the batch until the whole batch
+      // reached the kernel, leaving the link idle while the batch refills.
+      const large = bytes >= LARGE_FRAME_BYTES;
+      if (large) socket.cork();
+      else this.#cork();
+      for (let i = 0; i < last; i++) socket.write(parts[i]!);
       // The callback of the last chunk runs once the whole frame is handed to the OS, so a
       // slow reader holds the sender here (backpressure) instead of growing our buffers.
       socket.write(parts[last]!, (error) => {
@@ -198,6 +203,7 @@ class TcpSocketChannel implements SocketChannel {
           resolve();
         }
       });
+      if (large) socket.uncork();
     });
   }
 
