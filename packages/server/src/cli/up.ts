@@ -5,6 +5,7 @@
  * @module
  */
 import { availableParallelism } from 'node:os';
+import { initBackend } from '@dinfer/core';
 import { Command } from 'commander';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { UP_BINDINGS } from '../config/bindings.js';
@@ -24,6 +25,8 @@ interface UpOptions extends ServeOptions {
 
 /** Runs `dinfer up` until SIGINT/SIGTERM. */
 export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
+  // The backend first: generating the example model must already run on it.
+  await initBackend({ backend: options.backend });
   const model = options.model ?? (await defaultExampleModel('resnet50', io));
   const reporter = createClusterReporter(io);
   const stages = options.cuts ? undefined : (options.stages ?? Math.max(1, Math.min(options.workers, 4)));

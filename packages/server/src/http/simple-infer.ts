@@ -53,8 +53,8 @@ export interface SimpleInferResponse {
   readonly nodes: readonly SimpleStageTrace[];
   /** True when the master computed a stage itself because no worker could. */
   readonly degraded: boolean;
-  /** Present (true) when the answer came from the result cache. */
-  readonly cached?: boolean;
+  /** True when the answer came from the result cache (the cluster was skipped). */
+  readonly cached: boolean;
 }
 
 const round = (ms: number) => Math.round(ms * 100) / 100;
@@ -102,7 +102,7 @@ export function simpleResponse(
     processingTimeMs: round(elapsedMs),
     nodes: result.nodes.map((n) => ({ stage: n.stage, worker: n.worker, ms: round(n.ms) })),
     degraded: result.degraded,
-    ...(result.cached ? { cached: true } : {}),
+    cached: result.cached === true,
   };
 }
 

@@ -176,6 +176,11 @@ export const DINFER_METRICS: readonly MetricDefinition[] = Object.freeze([
   gauge('dinfer_worker_stages', 'Stages loaded on this worker.'),
   counter('dinfer_worker_reconnects_total', 'Times this worker rejoined its master.'),
   counter('dinfer_worker_blob_received_bytes_total', 'Shard bytes this worker received from its master.'),
+  counter(
+    'dinfer_shard_sent_bytes_total',
+    'Shard bytes the master put on the wire (chunks and deltas, after compression).',
+    ['model'],
+  ),
 
   // Server decorators: dynamic batching and the result cache.
   histogram(
