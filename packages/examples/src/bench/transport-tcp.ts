@@ -287,16 +287,19 @@ function pad(text: string, width: number): string {
  */
 export async function runTcpBench(options: TcpBenchOptions = {}): Promise<TcpBenchRow[]> {
   const scale = options.scale ?? 1;
-  const baseline = await startBaseline();
-  const subject = await startTransport();
   const rows: TcpBenchRow[] = [];
   console.log('\n== TCP transport vs bare net echo (4-byte length prefix), loopback, one process ==');
   console.log(
     `${'payload'.padEnd(8)}${pad('base RTT ms', 13)}${pad('tcp RTT ms', 12)}${pad('ratio', 7)}${pad('cpu', 6)}` +
       `${pad('base MB/s', 11)}${pad('tcp MB/s', 10)}${pad('ratio', 7)}${pad('cpu', 6)}  target (wall ratios)`,
   );
-  try {
-    for (const size of SIZES) {
+  for (const size of SIZES) {
+    // A fresh pair of connections per payload size: the kernel sizes each socket's receive
+    // buffer from the traffic it has seen, so connections reused from the small-message rows
+    // would enter this row with different buffers on the two sides.
+    const baseline = await startBaseline();
+    const subject = await startTransport();
+    try {
       const payload = randomBytes(size.bytes);
       const rtts = Math.max(3, Math.round(size.rtts * scale));
       const streamed = Math.max(3, Math.round(size.streamed * scale));
@@ -344,11 +347,16 @@ export async function runTcpBench(options: TcpBenchOptions = {}): Promise<TcpBen
           `${pad(row.baselineMBps.toFixed(0), 11)}${pad(row.transportMBps.toFixed(0), 10)}` +
           `${pad(row.throughputRatio.toFixed(2), 7)}${pad(row.throughputCpuRatio.toFixed(2), 6)}  ${verdict}`,
       );
+    } finally {
+      await subject.close();
+      await baseline.close();
     }
+  }
+  const subject = await startTransport();
+  try {
     await benchTensorEncodings(subject.connection, scale);
   } finally {
     await subject.close();
-    await baseline.close();
   }
   return rows;
 }
