@@ -139,7 +139,7 @@ describe('cachingService', () => {
     expect(hit.outputs[0]!.shape).toEqual([2, 2]);
     expect(Array.from(hit.outputs[0]!.data)).toEqual(expected(values));
     expect(hit.nodes).toEqual([]);
-    expect(hit.processingTimeMs).toBeLessThan(50);
+    expect(hit.processingTimeMs).toBeLessThan(1000);
     expect(cache.stats()).toEqual({ entries: 1, bytes: 16, hits: 1, misses: 1, evictions: 0 });
     expect(cache.models()[0]!.name).toBe('m');
     expect(cache.health().degraded).toBe(true);
@@ -274,7 +274,7 @@ describe('cachingService', () => {
 
   it('in front of a batcher, answers hits without queueing', async () => {
     const fake = fakeService();
-    const batcher = batchingService(fake.service, { maxBatchSize: 4, maxDelayMs: 30, maxQueue: 8 });
+    const batcher = batchingService(fake.service, { maxBatchSize: 4, maxDelayMs: 600, maxQueue: 8 });
     const cache = cachingService(batcher, { maxBytes: 1024 });
     const [p, q] = await Promise.all([
       cache.infer('m', [tensor([1, 2], [1, 2])]),
@@ -286,7 +286,7 @@ describe('cachingService', () => {
     expect(Array.from(q!.outputs[0]!.data)).toEqual(expected([3, 4]));
     const started = performance.now();
     const hit = await cache.infer('m', [tensor([1, 2], [3, 4])]);
-    expect(performance.now() - started).toBeLessThan(25); // no batching delay
+    expect(performance.now() - started).toBeLessThan(300); // no 600 ms batching delay
     expect(hit.cached).toBe(true);
     expect(fake.calls).toHaveLength(1);
   });

@@ -104,17 +104,15 @@ describe('readNumericArray', () => {
     expect(refusal(() => readNumericArray([[[[[[[[[1]]]]]]]]], 'float32', 'input'))).toMatch(/deeper than 8/);
   });
 
-  it('converts a nested 224x224x3 image quickly', () => {
+  it('converts a nested 224x224x3 image value for value, in row-major order', () => {
+    // Its speed is measured by bench:pipeline (JSON path), not asserted here.
     const image = nested([224, 224, 3], (i) => (i % 255) / 255);
-    readNumericArray(image, 'float32', 'input'); // warm-up
-    const runs = 5;
-    const start = performance.now();
-    for (let r = 0; r < runs; r++) readNumericArray(image, 'float32', 'input');
-    const ms = (performance.now() - start) / runs;
-    const { data } = readNumericArray(image, 'float32', 'input');
-    expect(data[224 * 3 * 10 + 7]).toBeCloseTo(((224 * 3 * 10 + 7) % 255) / 255, 6);
-    console.log(`readNumericArray 224x224x3 float32: ${ms.toFixed(2)} ms per image`);
-    expect(ms).toBeLessThan(50);
+    const { data, shape } = readNumericArray(image, 'float32', 'input');
+    expect(shape).toEqual([224, 224, 3]);
+    expect(data.length).toBe(224 * 224 * 3);
+    for (const i of [0, 7, 224 * 3 * 10 + 7, 224 * 224 * 3 - 1]) {
+      expect(data[i]).toBeCloseTo((i % 255) / 255, 6);
+    }
   });
 });
 
