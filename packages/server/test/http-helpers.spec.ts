@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { DinferError, DinferErrorCode } from '@dinfer/core';
 import { describe, expect, it } from 'vitest';
 import { errorToHttp, HTTP_STATUS_BY_ERROR_CODE } from '../src/errors-to-http.js';
