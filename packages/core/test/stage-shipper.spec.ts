@@ -9,9 +9,9 @@ import { parseRuntimeMessage, type RuntimeMessage, stageKey } from '../src/runti
 import { type StageBlobs, stageToBlobs } from '../src/runtime/stage-artifacts.js';
 import { deltaBaseLookup, shipStage } from '../src/runtime/stage-shipper.js';
 import { createWorker, type DinferWorker } from '../src/runtime/worker.js';
+import { bytesOf, countingTransport, type SentRequest } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
 import type { Connection, Envelope } from '../src/transport.js';
-import { bytesOf, countingTransport, type SentRequest } from './fixtures/counting-transport.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 
 const TOKEN = 'stage-shipper-token';

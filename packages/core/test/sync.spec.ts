@@ -8,8 +8,8 @@ import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.
 import { createWorker, type DinferWorker } from '../src/runtime/worker.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
+import { bytesOf, type CountingTransport, countingTransport } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import { bytesOf, type CountingTransport, countingTransport } from './fixtures/counting-transport.js';
 import { sampleInputs } from './fixtures/models.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 

@@ -23,70 +23,31 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
-  type Connection,
   type Coordinator,
   createCoordinator,
   createWorker,
   type DinferWorker,
   describeBackend,
-  type Envelope,
   initBackend,
-  type Transport,
   type WeightQuantization,
 } from '@dinfer/core';
-import { MemoryNetwork, memoryTransport } from '@dinfer/core/testing';
+import {
+  bytesOf,
+  type CountingTransport,
+  countingTransport,
+  MemoryNetwork,
+  memoryTransport,
+} from '@dinfer/core/testing';
 import * as tf from '@tensorflow/tfjs';
 import { loadExampleModel } from '../models/cache.js';
 import { seededRandom } from '../models/rng.js';
 
 const TOKEN = 'bench-sync-token';
-const SYNC_TYPES = new Set(['blob.status', 'blob.chunk', 'blob.delta', 'stage.load']);
-
-/** Counts what the master sends; `types` tallies requests per message type. */
-interface Counter {
-  bytes: number;
-  types: Map<string, number>;
-}
-
-function countingTransport(inner: Transport, counter: Counter): Transport {
-  const wrap = (connection: Connection): Connection => ({
-    get id() {
-      return connection.id;
-    },
-    get remoteAddress() {
-      return connection.remoteAddress;
-    },
-    get isOpen() {
-      return connection.isOpen;
-    },
-    get closed() {
-      return connection.closed;
-    },
-    send: (message, options) => connection.send(message, options),
-    request: (message: Envelope, options) => {
-      const type = String(message.header.type);
-      if (SYNC_TYPES.has(type)) {
-        counter.bytes += JSON.stringify(message.header).length;
-        for (const a of message.attachments) counter.bytes += a.byteLength;
-        counter.types.set(type, (counter.types.get(type) ?? 0) + 1);
-      }
-      return connection.request(message, options);
-    },
-    onRequest: (handler) => connection.onRequest(handler),
-    onMessage: (handler) => connection.onMessage(handler),
-    close: (reason) => connection.close(reason),
-  });
-  return {
-    ...inner,
-    listen: (address, onConnection, options) =>
-      inner.listen(address, (connection) => onConnection(wrap(connection)), options),
-    dial: (address, options) => inner.dial(address, options),
-  };
-}
+const SYNC_TYPES = ['blob.status', 'blob.chunk', 'blob.delta', 'stage.load'];
 
 interface Cluster {
   readonly coordinator: Coordinator;
-  readonly counter: Counter;
+  readonly counter: CountingTransport;
   readonly workers: DinferWorker[];
   readonly dirs: string[];
   startWorker(dir: string): Promise<DinferWorker>;
@@ -95,9 +56,9 @@ interface Cluster {
 
 async function startCluster(): Promise<Cluster> {
   const network = new MemoryNetwork();
-  const counter: Counter = { bytes: 0, types: new Map() };
+  const counter = countingTransport(memoryTransport({ token: TOKEN, network }));
   const coordinator = createCoordinator({
-    transport: countingTransport(memoryTransport({ token: TOKEN, network }), counter),
+    transport: counter.transport,
     listen: 'memory:0',
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
@@ -209,14 +170,15 @@ function record(
   scenario: string,
   workers: number,
   rawBytes: number,
-  counter: Counter,
-  since: Counter,
+  counter: CountingTransport,
+  since: number,
   seconds: number,
   note = '',
 ): void {
-  const bytes = counter.bytes - since.bytes;
-  const deltas = (counter.types.get('blob.delta') ?? 0) - (since.types.get('blob.delta') ?? 0);
-  const chunks = (counter.types.get('blob.chunk') ?? 0) - (since.types.get('blob.chunk') ?? 0);
+  const sent = counter.sent.slice(since);
+  const bytes = bytesOf(sent, SYNC_TYPES);
+  const deltas = sent.filter((r) => r.type === 'blob.delta').length;
+  const chunks = sent.filter((r) => r.type === 'blob.chunk').length;
   const row: Row = {
     scenario,
     workers,
@@ -231,8 +193,9 @@ function record(
   );
 }
 
-function snapshot(counter: Counter): Counter {
-  return { bytes: counter.bytes, types: new Map(counter.types) };
+/** Where the next scenario's requests start in `counter.sent`. */
+function snapshot(counter: CountingTransport): number {
+  return counter.sent.length;
 }
 
 async function timed<T>(task: () => Promise<T>): Promise<[T, number]> {
