@@ -5,7 +5,7 @@
  * @module
  */
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { startMaster } from '../cluster/master.js';
+import { type MasterOptions, startMaster } from '../cluster/master.js';
 import { SCHEDULER_KINDS, type SchedulerKind } from '../cluster/scheduler-factory.js';
 import { TRANSPORT_KINDS, type TransportKind } from '../cluster/transport-factory.js';
 import { MASTER_BINDINGS } from '../config/bindings.js';
@@ -64,18 +64,47 @@ function parseDelayMs(value: string): number {
   return n;
 }
 
-/** The batching and result cache settings of `startMaster` from `master`/`up` options. */
-export function servingSettings(options: ServeOptions): {
-  maxBatchSize: number | undefined;
-  maxBatchDelayMs: number | undefined;
-  maxQueue: number | undefined;
-  cacheBytes: number | undefined;
-} {
+/** The `startMaster` settings `master` and `up` share, from their common options. */
+export function serveSettings(
+  options: ServeOptions,
+): Pick<
+  MasterOptions,
+  | 'name'
+  | 'version'
+  | 'labels'
+  | 'cuts'
+  | 'profile'
+  | 'httpHost'
+  | 'httpPort'
+  | 'bodyLimitBytes'
+  | 'requestTimeoutMs'
+  | 'maxBatchSize'
+  | 'maxBatchDelayMs'
+  | 'maxQueue'
+  | 'cacheBytes'
+  | 'preprocess'
+  | 'transport'
+  | 'scheduler'
+  | 'backend'
+> {
   return {
+    name: options.name,
+    version: options.modelVersion,
+    labels: options.labels,
+    cuts: options.cuts,
+    profile: options.profile,
+    httpHost: options.httpHost,
+    httpPort: options.httpPort,
+    bodyLimitBytes: options.bodyLimit,
+    requestTimeoutMs: options.requestTimeout,
     maxBatchSize: options.maxBatchSize,
     maxBatchDelayMs: options.maxBatchDelayMs,
     maxQueue: options.maxQueue,
     cacheBytes: options.cache === false ? 0 : options.cacheBytes,
+    preprocess: preprocessSettings(options as unknown as Record<string, unknown>),
+    transport: options.transport,
+    scheduler: options.scheduler,
+    backend: options.backend,
   };
 }
 
@@ -143,27 +172,14 @@ export async function runMaster(options: MasterCommandOptions, io: CliIo): Promi
     model: options.model,
     modelRepo: options.modelRepo,
     pollRepoSeconds: options.pollRepo,
-    name: options.name,
-    version: options.modelVersion,
-    labels: options.labels,
+    ...serveSettings(options),
     stages: options.stages,
-    cuts: options.cuts,
-    profile: options.profile,
-    httpHost: options.httpHost,
-    httpPort: options.httpPort,
-    bodyLimitBytes: options.bodyLimit,
-    requestTimeoutMs: options.requestTimeout,
-    ...servingSettings(options),
-    preprocess: preprocessSettings(options as unknown as Record<string, unknown>),
     clusterHost: options.clusterHost,
     clusterPort: options.clusterPort,
-    transport: options.transport,
     token,
-    scheduler: options.scheduler,
     minWorkers: options.minWorkers,
     startDegraded: options.degraded,
     heartbeatTimeoutMs: options.heartbeatTimeout,
-    backend: options.backend,
     logger,
     onEvent: (event) => reporter.onEvent(event),
     onStep: (step) => io.err(step),

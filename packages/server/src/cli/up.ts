@@ -9,11 +9,11 @@ import { initBackend } from '@dinfer/core';
 import { Command } from 'commander';
 import { startLocalCluster } from '../cluster/local-cluster.js';
 import { UP_BINDINGS } from '../config/bindings.js';
-import { preprocessSettings, resolveCommandOptions } from '../config/resolve.js';
+import { resolveCommandOptions } from '../config/resolve.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import { type CliIo, parsePositiveInt } from './common.js';
 import { defaultExampleModel } from './example-model.js';
-import { type ServeOptions, servingSettings, withServeOptions } from './master.js';
+import { type ServeOptions, serveSettings, withServeOptions } from './master.js';
 
 interface UpOptions extends ServeOptions {
   readonly model?: string;
@@ -32,22 +32,9 @@ export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
   const stages = options.cuts ? undefined : (options.stages ?? Math.max(1, Math.min(options.workers, 4)));
   io.err(`starting a master and ${options.workers} worker process(es) for ${model}`);
   const cluster = await startLocalCluster({
+    ...serveSettings(options),
     model,
-    name: options.name,
-    version: options.modelVersion,
-    labels: options.labels,
     stages,
-    cuts: options.cuts,
-    profile: options.profile,
-    httpHost: options.httpHost,
-    httpPort: options.httpPort,
-    bodyLimitBytes: options.bodyLimit,
-    requestTimeoutMs: options.requestTimeout,
-    ...servingSettings(options),
-    preprocess: preprocessSettings(options as unknown as Record<string, unknown>),
-    transport: options.transport,
-    scheduler: options.scheduler,
-    backend: options.backend,
     workers: options.workers,
     cacheDir: options.cacheDir,
     logger: createLogger(options.logLevel),
