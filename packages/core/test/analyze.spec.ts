@@ -124,7 +124,7 @@ describe('analyzeModel', () => {
   });
 
   it('does not change when stages have been built from the model', async () => {
-    const { partitionModel } = await import('../src/model/partition.js');
+    const { partitionModel } = await import('../src/partition/partition.js');
     const model = fixture('shared layer on two branches').build();
     const before = JSON.stringify(analyzeModel(model));
     partitionModel(model, [2, 4]);

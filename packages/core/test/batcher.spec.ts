@@ -3,15 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import type { Metrics } from '../src/metrics.js';
+import { concatRows, sliceRows } from '../src/serving/batch-tensors.js';
+import { batchingService } from '../src/serving/batching-service.js';
 import type {
   InferenceService,
   InferOptions,
   InferResult,
   ServedModel,
-} from '../src/runtime/inference-service.js';
-import { localInferenceService } from '../src/runtime/local-service.js';
-import { concatRows, sliceRows } from '../src/serving/batch-tensors.js';
-import { batchingService } from '../src/serving/batching-service.js';
+} from '../src/serving/inference-service.js';
+import { localInferenceService } from '../src/serving/local-service.js';
 import type { TensorData } from '../src/tensor/types.js';
 
 /** One call the fake inner service received. */

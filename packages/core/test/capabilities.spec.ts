@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { benchmarkMatmul, measureCapabilities } from '../src/runtime/capabilities.js';
+import { benchmarkMatmul, measureCapabilities } from '../src/worker/capabilities.js';
 
 beforeAll(async () => {
   await initBackend();

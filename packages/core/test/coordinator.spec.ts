@@ -5,13 +5,13 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode } from '../src/errors.js';
+import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
+import type { CoordinatorEvent } from '../src/master/coordinator-types.js';
 import { analyzeModel } from '../src/model/analyze.js';
-import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.js';
-import type { CoordinatorEvent } from '../src/runtime/coordinator-types.js';
-import { createWorker, type DinferWorker } from '../src/runtime/worker.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
+import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 
 const TOKEN = 'coordinator-test-token';

@@ -1,7 +1,7 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { applyDelta, encodeDelta } from '../src/runtime/delta.js';
+import { applyDelta, encodeDelta } from '../src/ship/delta.js';
 import { prng } from './fixtures/models.js';
 
 function weights(n: number, seed: number): Float32Array {

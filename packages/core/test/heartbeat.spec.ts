@@ -2,19 +2,19 @@ import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import type { Metrics } from '../src/metrics.js';
 import {
   decodeHeartbeat,
   encodeHeartbeat,
   HEARTBEAT_MAX_PACKET_BYTES,
   type HeartbeatPayload,
-} from '../src/runtime/heartbeat-packet.js';
+} from '../src/heartbeat/heartbeat-packet.js';
 import {
   createHeartbeatReceiver,
   type HeartbeatInfo,
   type HeartbeatReceiver,
-} from '../src/runtime/heartbeat-receiver.js';
-import { createHeartbeatSender } from '../src/runtime/heartbeat-sender.js';
+} from '../src/heartbeat/heartbeat-receiver.js';
+import { createHeartbeatSender } from '../src/heartbeat/heartbeat-sender.js';
+import type { Metrics } from '../src/metrics.js';
 import type { WorkerLoad } from '../src/scheduler.js';
 
 const TOKEN = 'cluster-secret';

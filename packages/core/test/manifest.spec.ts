@@ -15,9 +15,9 @@ import {
   parsePartitionManifest,
   readPartitionManifest,
   savePartition,
-} from '../src/model/manifest.js';
-import { partitionModel } from '../src/model/partition.js';
-import { runPartition } from '../src/model/run-partition.js';
+} from '../src/partition/manifest.js';
+import { partitionModel } from '../src/partition/partition.js';
+import { runPartition } from '../src/partition/run-partition.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, fixtures, sampleInputs } from './fixtures/models.js';
 

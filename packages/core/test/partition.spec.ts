@@ -3,8 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { analyzeModel } from '../src/model/analyze.js';
-import { partitionModel } from '../src/model/partition.js';
-import { runPartition } from '../src/model/run-partition.js';
+import { partitionModel } from '../src/partition/partition.js';
+import { runPartition } from '../src/partition/run-partition.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, fixtures, sampleInputs } from './fixtures/models.js';
 

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { estimateLayerCosts } from '../src/model/cost-model.js';
-import { evaluateCuts, planCuts } from '../src/model/planner.js';
 import type { CrossingTensor, CutInfo, LayerInfo, ModelAnalysis } from '../src/model/types.js';
+import { estimateLayerCosts } from '../src/plan/cost-model.js';
+import { evaluateCuts, planCuts } from '../src/plan/planner.js';
 
 /** A small deterministic PRNG so failures reproduce. */
 function rng(seed: number): () => number {

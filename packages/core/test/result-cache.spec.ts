@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import type { Metrics } from '../src/metrics.js';
+import { batchingService } from '../src/serving/batching-service.js';
+import { resultCacheKey } from '../src/serving/cache-key.js';
+import { cachingService } from '../src/serving/caching-service.js';
 import type {
   InferenceService,
   InferOptions,
   InferResult,
   ServedModel,
-} from '../src/runtime/inference-service.js';
-import { batchingService } from '../src/serving/batching-service.js';
-import { resultCacheKey } from '../src/serving/cache-key.js';
-import { cachingService } from '../src/serving/caching-service.js';
+} from '../src/serving/inference-service.js';
 import type { TensorData } from '../src/tensor/types.js';
 
 interface Call {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
+import { capabilityBasedScheduler } from '../src/place/capability-based.js';
+import { fallbackScheduler } from '../src/place/fallback.js';
+import { loadBasedScheduler } from '../src/place/load-based.js';
+import { roundRobinScheduler } from '../src/place/round-robin.js';
 import { isScheduler, type Scheduler, type WorkerView } from '../src/scheduler.js';
-import { capabilityBasedScheduler } from '../src/schedulers/capability-based.js';
-import { fallbackScheduler } from '../src/schedulers/fallback.js';
-import { loadBasedScheduler } from '../src/schedulers/load-based.js';
-import { roundRobinScheduler } from '../src/schedulers/round-robin.js';
 import { schedulerSuite } from '../src/testing/scheduler-suite.js';
 
 const GiB = 1024 ** 3;

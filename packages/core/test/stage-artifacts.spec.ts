@@ -3,14 +3,14 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { partitionModel } from '../src/model/partition.js';
+import { partitionModel } from '../src/partition/partition.js';
 import {
   modelFromBlobs,
   type StageBlobs,
   stageTensorHashes,
   stageToBlobs,
   tensorBlobPath,
-} from '../src/runtime/stage-artifacts.js';
+} from '../src/partition/stage-artifacts.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 

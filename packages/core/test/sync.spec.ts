@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
-import { type Coordinator, createCoordinator } from '../src/runtime/coordinator.js';
-import { createWorker, type DinferWorker } from '../src/runtime/worker.js';
+import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { bytesOf, type CountingTransport, countingTransport } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
+import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { sampleInputs } from './fixtures/models.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 

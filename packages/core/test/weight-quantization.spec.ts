@@ -5,14 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { createDeployment } from '../src/runtime/deployment.js';
+import { createDeployment } from '../src/master/deployment.js';
 import {
   modelFromBlobs,
   type StageBlobs,
   stageToBlobs,
   tensorBlobPath,
-} from '../src/runtime/stage-artifacts.js';
-import { quantizeWeight, type WeightQuantization } from '../src/runtime/weight-quantization.js';
+} from '../src/partition/stage-artifacts.js';
+import { quantizeWeight, type WeightQuantization } from '../src/partition/weight-quantization.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import { fixture, prng, sampleInputs } from './fixtures/models.js';
 

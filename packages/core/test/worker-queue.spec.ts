@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { createLoadMonitor } from '../src/runtime/load-monitor.js';
-import { createWorkQueue } from '../src/runtime/worker-queue.js';
+import { createLoadMonitor } from '../src/worker/load-monitor.js';
+import { createWorkQueue } from '../src/worker/worker-queue.js';
 
 /** A promise with its resolve function exposed. */
 function gate(): { promise: Promise<void>; open: () => void } {

@@ -8,29 +8,29 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
-import { type PartitionStage, partitionModel } from '../src/model/partition.js';
-import { shipBlob } from '../src/runtime/blob-shipper.js';
-import { decodeHeartbeat } from '../src/runtime/heartbeat-packet.js';
+import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
+import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
+import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
 import {
   type JoinMessage,
   parseRuntimeMessage,
   type RuntimeMessage,
   stageKey,
-} from '../src/runtime/messages.js';
-import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/runtime/stage-artifacts.js';
+} from '../src/protocol/cluster-messages.js';
+import type { WorkerCapabilities } from '../src/scheduler.js';
+import { shipBlob } from '../src/ship/blob-shipper.js';
+import { decodeTensors, encodeTensors } from '../src/tensor/codec.js';
+import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
+import type { TensorData } from '../src/tensor/types.js';
+import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
+import type { Connection, Envelope, Listener, Transport } from '../src/transport.js';
 import {
   addressHost,
   createWorker,
   type DinferWorker,
   type WorkerOptions,
   type WorkerState,
-} from '../src/runtime/worker.js';
-import type { WorkerCapabilities } from '../src/scheduler.js';
-import { decodeTensors, encodeTensors } from '../src/tensor/codec.js';
-import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
-import type { TensorData } from '../src/tensor/types.js';
-import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope, Listener, Transport } from '../src/transport.js';
+} from '../src/worker/worker.js';
 import { expectClose } from './fixtures/compare.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 

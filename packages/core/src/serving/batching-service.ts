@@ -8,15 +8,15 @@ import { performance } from 'node:perf_hooks';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
+import type { TensorData } from '../tensor/types.js';
+import { concatRows, rowCount, sliceRows } from './batch-tensors.js';
 import type {
   InferenceService,
   InferOptions,
   InferResult,
   ServedModel,
   ServiceHealth,
-} from '../runtime/inference-service.js';
-import type { TensorData } from '../tensor/types.js';
-import { concatRows, rowCount, sliceRows } from './batch-tensors.js';
+} from './inference-service.js';
 
 /** Inner calls {@link batchingService} runs at once unless told otherwise. */
 export const DEFAULT_MAX_CONCURRENT_BATCHES = 4;

@@ -9,15 +9,15 @@ import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
+import type { TensorData } from '../tensor/types.js';
+import { resultCacheKey } from './cache-key.js';
 import type {
   InferenceService,
   InferOptions,
   InferResult,
   ServedModel,
   ServiceHealth,
-} from '../runtime/inference-service.js';
-import type { TensorData } from '../tensor/types.js';
-import { resultCacheKey } from './cache-key.js';
+} from './inference-service.js';
 
 /** Options of {@link cachingService}. */
 export interface CachingOptions {

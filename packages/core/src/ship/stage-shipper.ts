@@ -23,11 +23,11 @@
  */
 import { deflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
+import type { StageBlobs, TensorBlob } from '../partition/stage-artifacts.js';
+import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
 import type { Connection } from '../transport.js';
 import { sendBlobChunks, sendBlobDelta } from './blob-shipper.js';
 import { type EncodedDelta, encodeDelta } from './delta.js';
-import { parseRuntimeMessage } from './messages.js';
-import type { StageBlobs, TensorBlob } from './stage-artifacts.js';
 
 /** A blob the worker holds that a tensor may be sent as a delta against. */
 export interface DeltaBase {

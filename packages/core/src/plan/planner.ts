@@ -9,8 +9,8 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
+import type { CutInfo, ModelAnalysis, Plan, StagePlan } from '../model/types.js';
 import { type CostModelOptions, estimateLayerCosts } from './cost-model.js';
-import type { CutInfo, ModelAnalysis, Plan, StagePlan } from './types.js';
 
 /** Default {@link PlanOptions.linkBytesPerMs}: 1e6 bytes/ms = 1 GB/s, a loopback TCP link. */
 export const DEFAULT_LINK_BYTES_PER_MS = 1e6;

@@ -6,10 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { modelFromBlobs } from '../partition/stage-artifacts.js';
+import type { StageKey } from '../protocol/cluster-messages.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
 import type { TensorData } from '../tensor/types.js';
-import type { StageKey } from './messages.js';
-import { modelFromBlobs } from './stage-artifacts.js';
 
 /** What identifies a stage and its interface (from a `stage.load` message). */
 export interface StageSpec {

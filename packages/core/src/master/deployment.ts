@@ -8,16 +8,20 @@
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { analyzeModel } from '../model/analyze.js';
-import { type Partition, type PartitionStage, partitionModel } from '../model/partition.js';
-import { runStage } from '../model/run-partition.js';
 import type { ModelAnalysis } from '../model/types.js';
+import { type Partition, type PartitionStage, partitionModel } from '../partition/partition.js';
+import { runStage } from '../partition/run-partition.js';
+import { type StageBlobs, stageToBlobs } from '../partition/stage-artifacts.js';
+import {
+  roundModelWeights,
+  WEIGHT_QUANTIZATIONS,
+  type WeightQuantization,
+} from '../partition/weight-quantization.js';
+import { type StageKey, stageKey } from '../protocol/cluster-messages.js';
 import type { StageRequirement } from '../scheduler.js';
+import type { ServedModel } from '../serving/inference-service.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
 import type { TensorData } from '../tensor/types.js';
-import type { ServedModel } from './inference-service.js';
-import { type StageKey, stageKey } from './messages.js';
-import { type StageBlobs, stageToBlobs } from './stage-artifacts.js';
-import { roundModelWeights, WEIGHT_QUANTIZATIONS, type WeightQuantization } from './weight-quantization.js';
 
 /** Everything needed to deploy one model version. */
 export interface DeploymentSpec {

@@ -5,7 +5,7 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { LayerInfo } from './types.js';
+import type { LayerInfo } from '../model/types.js';
 
 /** Constants of the static cost model `ms = flops / flopsPerMs + weightBytes / bytesPerMs + overheadMs`. */
 export interface CostModelOptions {

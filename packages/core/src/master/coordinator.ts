@@ -15,10 +15,22 @@
 import { randomUUID } from 'node:crypto';
 import { ExponentialBackoff, type IBackoff } from 'cockatiel';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
+import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
 import { silentLogger } from '../logger.js';
 import { noopMetrics } from '../metrics.js';
+import { roundRobinScheduler } from '../place/round-robin.js';
+import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
 import type { Placement, WorkerView } from '../scheduler.js';
-import { roundRobinScheduler } from '../schedulers/round-robin.js';
+import type {
+  InferenceService,
+  InferOptions,
+  InferResult,
+  ServedModel,
+  ServiceHealth,
+  StageTrace,
+} from '../serving/inference-service.js';
+import { validateModelInputs } from '../serving/validate-inputs.js';
+import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorData } from '../tensor/types.js';
 import type { Connection, Envelope, Listener } from '../transport.js';
@@ -34,19 +46,7 @@ import {
   type DeploymentSpec,
   type DeploymentStage,
 } from './deployment.js';
-import { createHeartbeatReceiver } from './heartbeat.js';
-import type {
-  InferenceService,
-  InferOptions,
-  InferResult,
-  ServedModel,
-  ServiceHealth,
-  StageTrace,
-} from './inference-service.js';
-import { parseRuntimeMessage } from './messages.js';
 import { isWorkerFault, RemoteWorker } from './remote-worker.js';
-import { deltaBaseLookup, shipStage } from './stage-shipper.js';
-import { validateModelInputs } from './validate-inputs.js';
 
 export type * from './coordinator-types.js';
 

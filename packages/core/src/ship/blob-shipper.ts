@@ -8,9 +8,9 @@
  */
 import { deflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
 import type { Connection } from '../transport.js';
 import type { EncodedDelta } from './delta.js';
-import { parseRuntimeMessage } from './messages.js';
 
 /** Options for {@link shipBlob}. */
 export interface ShipBlobOptions {

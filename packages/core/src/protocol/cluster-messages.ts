@@ -20,8 +20,8 @@
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
+import { DELTA_COMPRESSIONS, type DeltaCompression } from '../ship/delta.js';
 import type { TensorDescriptor } from '../tensor/types.js';
-import { DELTA_COMPRESSIONS, type DeltaCompression } from './delta.js';
 
 /** Identifies one loaded stage on a worker: `<model>@<version>#<stage>`. */
 export type StageKey = string;

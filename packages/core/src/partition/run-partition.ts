@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { TensorSpec } from './types.js';
+import type { TensorSpec } from '../model/types.js';
 
 /** The part of a stage that running it needs. */
 export interface RunnableStage {

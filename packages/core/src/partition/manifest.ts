@@ -27,11 +27,11 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { joinWeightData, type ReadModelOptions, sha256Hex } from './artifacts.js';
-import { readArtifactsFromFile } from './fs-handler.js';
-import { modelFromArtifacts, saveLayersModel } from './io.js';
+import { joinWeightData, type ReadModelOptions, sha256Hex } from '../model/artifacts.js';
+import { readArtifactsFromFile } from '../model/fs-handler.js';
+import { modelFromArtifacts, saveLayersModel } from '../model/io.js';
+import type { DType, TensorSpec } from '../model/types.js';
 import type { Partition, PartitionStage } from './partition.js';
-import type { DType, TensorSpec } from './types.js';
 
 /** The manifest format identifier. */
 export const PARTITION_FORMAT = 'dinfer-partition/1';

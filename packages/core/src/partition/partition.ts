@@ -26,10 +26,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { buildModelGraph, type GraphTensor, isInputLayer, type ModelGraph, specOf } from './graph.js';
-import { analyzeGraph, crossingTensors, layerWeightBytes, stageHasComputingLayer } from './graph-analysis.js';
-import { kerasSafeName } from './tensor-names.js';
-import type { ModelAnalysis, TensorSpec } from './types.js';
+import { buildModelGraph, type GraphTensor, isInputLayer, type ModelGraph, specOf } from '../model/graph.js';
+import {
+  analyzeGraph,
+  crossingTensors,
+  layerWeightBytes,
+  stageHasComputingLayer,
+} from '../model/graph-analysis.js';
+import { kerasSafeName } from '../model/tensor-names.js';
+import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 
 /** One stage of a {@link Partition}. */
 export interface PartitionStage {

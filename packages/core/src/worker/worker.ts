@@ -10,18 +10,10 @@ import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
+import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
-import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
-import { decodeTensors, encodeTensors } from '../tensor/codec.js';
-import type { TensorLimits } from '../tensor/descriptor.js';
-import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
-import { type BlobStore, createBlobStore } from './blob-store.js';
-import { measureCapabilities } from './capabilities.js';
-import { applyDelta } from './delta.js';
-import { createHeartbeatSender, type HeartbeatSender } from './heartbeat-sender.js';
-import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
-import { type LoadedStage, loadStage } from './loaded-stage.js';
+import { stageTensorHashes } from '../partition/stage-artifacts.js';
 import {
   type BlobChunkMessage,
   type BlobDeltaMessage,
@@ -30,8 +22,16 @@ import {
   type RuntimeMessage,
   type StageKey,
   type StageLoadMessage,
-} from './messages.js';
-import { stageTensorHashes } from './stage-artifacts.js';
+} from '../protocol/cluster-messages.js';
+import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
+import { type BlobStore, createBlobStore } from '../ship/blob-store.js';
+import { applyDelta } from '../ship/delta.js';
+import { decodeTensors, encodeTensors } from '../tensor/codec.js';
+import type { TensorLimits } from '../tensor/descriptor.js';
+import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
+import { measureCapabilities } from './capabilities.js';
+import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
+import { type LoadedStage, loadStage } from './loaded-stage.js';
 import { createWorkQueue, type WorkQueue } from './worker-queue.js';
 
 /** Lifecycle states of a {@link DinferWorker}. */

@@ -12,9 +12,9 @@ import {
   handleWhen,
 } from 'cockatiel';
 import { DinferErrorCode, isDinferError } from '../errors.js';
+import type { StageKey } from '../protocol/cluster-messages.js';
 import type { WorkerCapabilities, WorkerLoad, WorkerView } from '../scheduler.js';
 import type { Connection } from '../transport.js';
-import type { StageKey } from './messages.js';
 
 /** Lifecycle of a worker as the master sees it. */
 export type RemoteWorkerState = 'ready' | 'draining' | 'gone';
