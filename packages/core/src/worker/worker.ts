@@ -1,37 +1,17 @@
-/**
- * The worker runtime: dials the master, joins with its capabilities and cached blobs, and
- * serves the master's requests (blob shipping, stage loading, inference, pings) over any
- * {@link Transport}. It redials with exponential backoff when the link drops, keeps its blob
- * cache on disk across restarts, and drains gracefully on stop.
- *
- * @module
- */
-import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
-import { inflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
-import { stageTensorHashes } from '../partition/stage-artifacts.js';
-import {
-  type BlobChunkMessage,
-  type BlobDeltaMessage,
-  type InferMessage,
-  parseRuntimeMessage,
-  type RuntimeMessage,
-  type StageKey,
-  type StageLoadMessage,
-} from '../protocol/cluster-messages.js';
+import { parseRuntimeMessage, type RuntimeMessage, type StageKey } from '../protocol/cluster-messages.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
 import { type BlobStore, createBlobStore } from '../ship/blob-store.js';
-import { applyDelta } from '../ship/delta.js';
-import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
 import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
+import { BlobReceiver } from './blob-receiver.js';
 import { measureCapabilities } from './capabilities.js';
 import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
-import { type LoadedStage, loadStage } from './loaded-stage.js';
+import { StageHost } from './stage-host.js';
 import { createWorkQueue, type WorkQueue } from './worker-queue.js';
 
 /** Lifecycle states of a {@link DinferWorker}. */
@@ -171,13 +151,10 @@ class Worker implements DinferWorker {
   readonly #metrics: Metrics;
   readonly #queue: WorkQueue;
   readonly #limits: TensorLimits;
-  readonly #maxChunkBytes: number;
-  readonly #maxDeltaBytes: number;
   readonly #reconnect: ReconnectOptions | false;
   readonly #listeners = new Set<(state: WorkerState, previous: WorkerState) => void>();
-  readonly #stages = new Map<StageKey, LoadedStage>();
-  /** Stage loads in progress, so two loads of one key never race. */
-  readonly #loading = new Map<StageKey, Promise<LoadedStage>>();
+  readonly #blobs: BlobReceiver;
+  readonly #host: StageHost;
   /** Aborted by stop: ends the redial loop and its sleeps. */
   readonly #life = new AbortController();
   #monitor: LoadMonitor | undefined;
@@ -214,12 +191,10 @@ class Worker implements DinferWorker {
     }
     this.#options = options;
     this.#reconnect = reconnect;
-    this.#maxChunkBytes = maxChunkBytes;
     const maxDeltaBytes = options.maxDeltaBytes ?? DEFAULT_MAX_DELTA_BYTES_WORKER;
     if (!Number.isSafeInteger(maxDeltaBytes) || maxDeltaBytes <= 0) {
       throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxDeltaBytes must be a positive integer');
     }
-    this.#maxDeltaBytes = maxDeltaBytes;
     this.#logger = options.logger ?? silentLogger;
     this.#metrics = options.metrics ?? noopMetrics;
     this.#limits = options.tensorLimits ?? { maxBytes: DEFAULT_WORKER_TENSOR_BYTES };
@@ -229,6 +204,23 @@ class Worker implements DinferWorker {
       maxBytes: options.cacheMaxBytes,
       logger: this.#logger,
     });
+    this.#blobs = new BlobReceiver({
+      store: this.store,
+      maxChunkBytes,
+      maxDeltaBytes,
+      logger: this.#logger,
+      metrics: this.#metrics,
+    });
+    this.#host = new StageHost({
+      store: this.store,
+      queue: this.#queue,
+      limits: this.#limits,
+      logger: this.#logger,
+      metrics: this.#metrics,
+      monitor: () => this.#monitor,
+      closing: () => this.#state === 'draining' || this.#stopping !== undefined,
+      stopped: () => this.#stopping !== undefined,
+    });
   }
 
   get state(): WorkerState {
@@ -236,7 +228,7 @@ class Worker implements DinferWorker {
   }
 
   stages(): StageKey[] {
-    return [...this.#stages.keys()];
+    return this.#host.keys();
   }
 
   load(): WorkerLoad {
@@ -390,7 +382,7 @@ class Worker implements DinferWorker {
     this.#connection = undefined;
     void this.#stopHeartbeat();
     // Stages belong to the session with the master; a (re)joined master loads what it wants.
-    this.#unloadAll();
+    this.#host.unloadAll();
     if (this.#stopping !== undefined || this.#life.signal.aborted) return;
     this.#logger.warn({ err: error?.message, master: this.#options.master }, 'lost the master');
     if (this.#reconnect === false) {
@@ -420,280 +412,25 @@ class Worker implements DinferWorker {
     const message = parseRuntimeMessage(request.header);
     switch (message.type) {
       case 'blob.status':
-        return reply({
-          type: 'blob.status.result',
-          missing: message.blobs.filter((sha) => !this.store.has(sha) && this.store.receivedBytes(sha) === 0),
-          partial: message.blobs
-            .filter((sha) => !this.store.has(sha) && this.store.receivedBytes(sha) > 0)
-            .map((sha) => ({ sha256: sha, receivedBytes: this.store.receivedBytes(sha) })),
-        });
+        return reply(this.#blobs.status(message));
       case 'blob.chunk':
-        return reply(await this.#onChunk(message, request.attachments));
+        return reply(await this.#blobs.chunk(message, request.attachments));
       case 'blob.delta':
-        return reply(await this.#onDelta(message, request.attachments));
+        return reply(await this.#blobs.delta(message, request.attachments));
       case 'stage.load':
-        return reply(await this.#onStageLoad(message, context.connection));
+        return reply(await this.#host.load(message, context.connection));
       case 'stage.unload': {
-        const stage = this.#stages.get(message.key);
-        if (stage !== undefined) this.#unload(stage);
+        const stage = this.#host.get(message.key);
+        if (stage !== undefined) this.#host.unload(stage);
         return reply({ type: 'ok' });
       }
       case 'infer':
-        return this.#onInfer(message, request.attachments, context);
+        return this.#host.infer(message, request.attachments, context);
       case 'ping':
         return reply({ type: 'pong', load: this.load() });
       default:
         throw new DinferError(DinferErrorCode.PROTOCOL, `a worker does not answer ${message.type} requests`);
     }
-  }
-
-  async #onChunk(message: BlobChunkMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
-    const { sha256, offset, rawBytes, totalBytes } = message;
-    if (attachments.length !== 1) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `blob.chunk carries ${attachments.length} attachments, not 1`,
-      );
-    }
-    if (rawBytes > this.#maxChunkBytes) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `blob chunk of ${rawBytes} bytes exceeds the limit of ${this.#maxChunkBytes}`,
-      );
-    }
-    if (message.final && offset + rawBytes !== totalBytes) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `final chunk of ${sha256} ends at ${offset + rawBytes}, not ${totalBytes}`,
-      );
-    }
-    if (this.store.has(sha256))
-      return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
-    const payload = attachments[0]!;
-    let raw: Uint8Array = payload;
-    if (message.compression === 'deflate') {
-      let inflated: Buffer;
-      try {
-        inflated = inflateRawSync(payload, { maxOutputLength: Math.max(1, rawBytes) });
-      } catch (error) {
-        throw new DinferError(
-          DinferErrorCode.PROTOCOL,
-          `blob chunk of ${sha256} does not inflate to ${rawBytes} bytes`,
-          {
-            cause: error,
-          },
-        );
-      }
-      raw = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
-    }
-    if (raw.byteLength !== rawBytes) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `blob chunk of ${sha256} holds ${raw.byteLength} bytes, header says ${rawBytes}`,
-      );
-    }
-    const received = await this.store.append(sha256, offset, raw, totalBytes);
-    this.#metrics.increment('dinfer_worker_blob_received_bytes_total', {}, raw.byteLength);
-    if (!message.final) return { type: 'blob.ack', sha256, receivedBytes: received, complete: false };
-    try {
-      await this.store.complete(sha256);
-    } catch (error) {
-      // A partial file that disagrees with what was acknowledged (e.g. written to by a runtime
-      // that died mid-write) would fail every retry: drop it, so the next transfer restarts.
-      if (!isDinferError(error, DinferErrorCode.HASH_MISMATCH))
-        await this.store.delete(sha256).catch(() => {});
-      throw error;
-    }
-    this.#logger.info({ sha256, bytes: totalBytes }, 'blob received');
-    return { type: 'blob.ack', sha256, receivedBytes: received, complete: true };
-  }
-
-  /**
-   * Rebuilds a blob from a delta against a cached base; stores it only when its SHA-256 is
-   * the one announced (`HASH_MISMATCH` otherwise, nothing stored).
-   */
-  async #onDelta(message: BlobDeltaMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
-    const { sha256, base, totalBytes } = message;
-    if (attachments.length !== 1) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `blob.delta carries ${attachments.length} attachments, not 1`,
-      );
-    }
-    if (totalBytes > this.#maxDeltaBytes) {
-      throw new DinferError(
-        DinferErrorCode.PROTOCOL,
-        `blob.delta of ${totalBytes} bytes exceeds the limit of ${this.#maxDeltaBytes}`,
-      );
-    }
-    if (this.store.has(sha256))
-      return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
-    if (!this.store.has(base)) {
-      throw new DinferError(DinferErrorCode.MODEL_NOT_FOUND, `delta base ${base} is not in the cache`, {
-        details: { sha256, base },
-      });
-    }
-    const baseBytes = await this.store.read(base);
-    const rebuilt = applyDelta(baseBytes, attachments[0]!, message.compression, totalBytes);
-    const actual = createHash('sha256').update(rebuilt).digest('hex');
-    if (actual !== sha256) {
-      this.#logger.warn({ sha256, actual, base }, 'blob rebuilt from a delta has the wrong hash, discarded');
-      throw new DinferError(
-        DinferErrorCode.HASH_MISMATCH,
-        `blob ${sha256} rebuilt from a delta against ${base} hashes to ${actual}; discarded`,
-        { details: { sha256, actualSha256: actual, base } },
-      );
-    }
-    await this.store.put(rebuilt);
-    this.#metrics.increment('dinfer_worker_blob_received_bytes_total', {}, attachments[0]!.byteLength);
-    this.#logger.debug({ sha256, base, bytes: totalBytes }, 'blob rebuilt from a delta');
-    return { type: 'blob.ack', sha256, receivedBytes: totalBytes, complete: true };
-  }
-
-  async #onStageLoad(message: StageLoadMessage, connection: Connection): Promise<RuntimeMessage> {
-    if (this.#state === 'draining' || this.#stopping !== undefined)
-      throw notReady('the worker is shutting down');
-    const current = this.#stages.get(message.key);
-    if (
-      current?.spec.topology === message.topology &&
-      current.spec.weights.length === message.weights.length &&
-      current.spec.weights.every((sha, i) => sha === message.weights[i])
-    ) {
-      return { type: 'stage.loaded', key: message.key, warmupMs: current.warmupMs };
-    }
-    const pending = this.#loading.get(message.key);
-    if (pending !== undefined) await pending.catch(() => undefined);
-    const task = this.#load(message, connection);
-    this.#loading.set(message.key, task);
-    try {
-      const stage = await task;
-      return { type: 'stage.loaded', key: message.key, warmupMs: stage.warmupMs };
-    } finally {
-      if (this.#loading.get(message.key) === task) this.#loading.delete(message.key);
-    }
-  }
-
-  async #load(message: StageLoadMessage, connection: Connection): Promise<LoadedStage> {
-    const spec = {
-      key: message.key,
-      topology: message.topology,
-      weights: [...message.weights],
-      inputs: [...message.inputs],
-      outputs: [...message.outputs],
-    };
-    // Pinned while loaded, so eviction cannot take a blob between the reads.
-    const pinned = [spec.topology, ...spec.weights];
-    for (const sha of pinned) this.store.pin(sha);
-    let stage: LoadedStage;
-    try {
-      const topology = await this.store.read(spec.topology);
-      const listed = stageTensorHashes(topology, `stage ${spec.key}`);
-      if (listed.length !== spec.weights.length || listed.some((sha, i) => sha !== spec.weights[i])) {
-        throw new DinferError(
-          DinferErrorCode.MODEL_CORRUPT,
-          `stage ${spec.key}: stage.load lists other weight blobs than its model.json`,
-          { details: { key: spec.key } },
-        );
-      }
-      const tensors: Uint8Array[] = [];
-      let bytes = 0;
-      for (const sha of spec.weights) {
-        const tensor = await this.store.read(sha);
-        tensors.push(tensor);
-        bytes += tensor.byteLength;
-      }
-      const weights = new Uint8Array(bytes);
-      let offset = 0;
-      for (const tensor of tensors) {
-        weights.set(tensor, offset);
-        offset += tensor.byteLength;
-      }
-      stage = await loadStage(spec, topology, weights);
-    } catch (error) {
-      for (const sha of pinned) this.store.unpin(sha);
-      throw error;
-    }
-    if (this.#stopping !== undefined || !connection.isOpen) {
-      stage.dispose();
-      for (const sha of pinned) this.store.unpin(sha);
-      throw notReady('the worker is shutting down');
-    }
-    const previous = this.#stages.get(spec.key);
-    if (previous !== undefined) this.#unload(previous);
-    this.#stages.set(spec.key, stage);
-    this.#metrics.set('dinfer_worker_stages', {}, this.#stages.size);
-    this.#logger.info({ key: spec.key, warmupMs: Math.round(stage.warmupMs) }, 'stage loaded');
-    return stage;
-  }
-
-  #unload(stage: LoadedStage): void {
-    if (this.#stages.get(stage.spec.key) === stage) this.#stages.delete(stage.spec.key);
-    stage.dispose();
-    this.store.unpin(stage.spec.topology);
-    for (const sha of stage.spec.weights) this.store.unpin(sha);
-    this.#metrics.set('dinfer_worker_stages', {}, this.#stages.size);
-    this.#logger.info({ key: stage.spec.key }, 'stage unloaded');
-  }
-
-  #unloadAll(): void {
-    for (const stage of [...this.#stages.values()]) this.#unload(stage);
-  }
-
-  async #onInfer(
-    message: InferMessage,
-    attachments: readonly Uint8Array[],
-    context: RequestContext,
-  ): Promise<Envelope> {
-    if (this.#state === 'draining' || this.#stopping !== undefined) throw notReady('the worker is draining');
-    if (!this.#stages.has(message.key)) throw notReady(`stage ${message.key} is not loaded on this worker`);
-    const inputs = decodeTensors(message.tensors, attachments, this.#limits);
-    let outcome: {
-      result: { outputs: Awaited<ReturnType<LoadedStage['run']>>; computeMs: number };
-      queueMs: number;
-    };
-    // A task queued behind another starts in the microtask that settles the previous one,
-    // before the previous reply has reached the socket; computing then (synchronously, for
-    // the whole stage) would hold that reply back by one full compute. Yield one macrotask
-    // first so the reply goes out, and the next stage downstream can start on it.
-    const queued = this.#queue.busy;
-    try {
-      outcome = await this.#queue.run(async () => {
-        if (queued) await new Promise<void>((resolve) => setImmediate(resolve));
-        // Looked up again: the stage may have been unloaded while the request waited.
-        const stage = this.#stages.get(message.key);
-        if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);
-        const start = performance.now();
-        const outputs = await stage.run(inputs);
-        const computeMs = performance.now() - start;
-        this.#monitor?.recordCompute(computeMs);
-        return { outputs, computeMs };
-      }, context.signal);
-    } catch (error) {
-      const code = isDinferError(error) ? error.code : DinferErrorCode.INTERNAL;
-      this.#metrics.increment('dinfer_worker_infer_total', { status: code });
-      this.#logger.debug(
-        { requestId: message.requestId, stage: message.key, code, err: (error as Error)?.message },
-        'stage failed',
-      );
-      throw error;
-    }
-    const { outputs, computeMs } = outcome.result;
-    this.#logger.debug(
-      {
-        requestId: message.requestId,
-        stage: message.key,
-        computeMs: Math.round(computeMs * 100) / 100,
-        queueMs: Math.round(outcome.queueMs * 100) / 100,
-      },
-      'stage computed',
-    );
-    const encoded = encodeTensors(outputs);
-    this.#metrics.increment('dinfer_worker_infer_total', { status: 'ok' });
-    this.#metrics.observe('dinfer_worker_compute_seconds', {}, computeMs / 1000);
-    return reply(
-      { type: 'infer.result', tensors: encoded.descriptors, computeMs, queueMs: outcome.queueMs },
-      encoded.attachments,
-    );
   }
 
   stop(options: WorkerStopOptions = {}): Promise<void> {
@@ -727,8 +464,8 @@ class Worker implements DinferWorker {
     const connection = this.#connection;
     this.#connection = undefined;
     await connection?.close();
-    await Promise.all([...this.#loading.values()].map((p) => p.catch(() => undefined)));
-    this.#unloadAll();
+    await this.#host.settleLoads();
+    this.#host.unloadAll();
   }
 }
 
