@@ -52,6 +52,8 @@ export const DinferErrorCode = {
   HASH_MISMATCH: 'DINFER_ERR_HASH_MISMATCH',
   /** A new model version could not be rolled out; the previous version keeps serving. */
   ROLLOUT_FAILED: 'DINFER_ERR_ROLLOUT_FAILED',
+  /** A scheduler answered `place` or `route` with something that breaks its contract. */
+  SCHEDULER_INVALID: 'DINFER_ERR_SCHEDULER_INVALID',
   /** The requested model or version is not known. */
   UNKNOWN_MODEL: 'DINFER_ERR_UNKNOWN_MODEL',
   /** A configuration value is invalid. */

@@ -40,7 +40,10 @@ export interface WorkerLoad {
 
 /** The coordinator's view of one worker, handed to schedulers. */
 export interface WorkerView {
+  /** The id the master gave the worker when it joined (unique within the cluster). */
   readonly id: string;
+  /** The name the worker announced (for logs and schedulers that pin stages by name). */
+  readonly name: string;
   readonly capabilities: WorkerCapabilities;
   /** Last reported load, if any heartbeat arrived yet. */
   readonly load?: WorkerLoad | undefined;
@@ -83,16 +86,20 @@ export interface Scheduler {
   /** Short name for logs and metrics. */
   readonly name: string;
   /**
-   * Assigns every stage to one or more workers. Every worker id in the result must come from
-   * `request.workers`. A stage that fits on no worker gets an empty list (the coordinator
-   * then serves it in degraded mode or reports it); schedulers never throw for that.
+   * Assigns every stage to one or more workers: `stages` has exactly one entry per requested
+   * stage, in order, and every worker id in it comes from `request.workers` (at most once per
+   * stage). A stage that fits on no worker gets an empty list (the coordinator then serves it
+   * in degraded mode or reports it); schedulers never throw for that. The coordinator checks
+   * the answer and fails with `DINFER_ERR_SCHEDULER_INVALID`, naming the scheduler, when it
+   * breaks these rules.
    */
   place(request: PlacementRequest): Placement;
   /**
    * Picks the replica that serves the next request for `stage`, from the healthy replicas
-   * given (never empty). Returns one of them.
+   * given (never empty). Returns the chosen replica's `id`; an id that is not one of them fails
+   * the request with `DINFER_ERR_SCHEDULER_INVALID`.
    */
-  route(stage: number, replicas: readonly WorkerView[]): WorkerView;
+  route(stage: number, replicas: readonly WorkerView[]): string;
 }
 
 /** True when `value` is a dinfer {@link Scheduler}, even from another copy of this package. */

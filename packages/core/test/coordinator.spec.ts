@@ -8,6 +8,8 @@ import { DinferErrorCode } from '../src/errors.js';
 import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
 import type { CoordinatorEvent } from '../src/master/coordinator-types.js';
 import { analyzeModel } from '../src/model/analyze.js';
+import { roundRobinScheduler } from '../src/place/round-robin.js';
+import { type Scheduler, schedulerSymbol, type WorkerView } from '../src/scheduler.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
@@ -33,7 +35,7 @@ async function startCluster(
   model: tf.LayersModel,
   cuts: number[],
   workerCount: number,
-  options: { startDegraded?: boolean; waitReady?: boolean } = {},
+  options: { startDegraded?: boolean; waitReady?: boolean; scheduler?: Scheduler } = {},
 ): Promise<Cluster> {
   const network = new MemoryNetwork();
   const events: CoordinatorEvent[] = [];
@@ -43,6 +45,7 @@ async function startCluster(
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
     startDegraded: options.startDegraded,
+    scheduler: options.scheduler,
     retry: { initialDelayMs: 5, maxDelayMs: 20 },
     onEvent: (e) => events.push(e),
   });
@@ -269,6 +272,81 @@ describe('coordinator', () => {
     expect(tf.memory().numTensors).toBe(start);
     tf.dispose(inputs);
     expect(toTfTensor).toBeTypeOf('function');
+  });
+});
+
+describe('coordinator with a custom scheduler', () => {
+  /** A scheduler that delegates to round-robin but rewrites its answers. */
+  function rewriting(
+    name: string,
+    rewrite: { place?: (stages: string[][]) => unknown; route?: (chosen: string) => unknown },
+  ): Scheduler & { seen: WorkerView[] } {
+    const inner = roundRobinScheduler();
+    const seen: WorkerView[] = [];
+    return {
+      [schedulerSymbol]: true,
+      name,
+      seen,
+      place(request) {
+        seen.push(...request.workers);
+        const placement = inner.place(request);
+        return (rewrite.place ? rewrite.place(placement.stages.map((s) => [...s])) : placement) as never;
+      },
+      route(stage, replicas) {
+        const chosen = inner.route(stage, replicas);
+        return (rewrite.route ? rewrite.route(chosen) : chosen) as never;
+      },
+    };
+  }
+
+  it('shows schedulers the worker names and serves with the replica whose id route returns', async () => {
+    const model = fixture('residual add block').build();
+    const scheduler = rewriting('by-id', {});
+    const { coordinator } = await startCluster(model, [validCuts(model)[0]!], 2, { scheduler });
+    expect(new Set(scheduler.seen.map((w) => w.name))).toEqual(new Set(['worker-0', 'worker-1']));
+    const inputs = sampleInputs(model, 1);
+    const result = await coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))));
+    expectOutputsClose(result.outputs, await expected(model, inputs));
+    tf.dispose(inputs);
+  });
+
+  it('fails readiness at once, naming the scheduler, when place() names unknown workers', async () => {
+    const model = fixture('residual add block').build();
+    const scheduler = rewriting('bogus-ids', {
+      place: (stages) => ({ stages: stages.map(() => ['nobody']) }),
+    });
+    const cluster = await startCluster(model, [validCuts(model)[0]!], 2, { scheduler, waitReady: false });
+    const started = Date.now();
+    const error = await cluster.coordinator.waitUntilReady({ timeoutMs: 30_000 }).catch((e: unknown) => e);
+    expect(Date.now() - started).toBeLessThan(20_000);
+    expect(error).toMatchObject({ code: DinferErrorCode.SCHEDULER_INVALID });
+    expect((error as Error).message).toContain('scheduler "bogus-ids"');
+    expect((error as Error).message).toContain('unknown worker "nobody"');
+    expect(cluster.events.some((e) => e.type === 'placement.failed')).toBe(true);
+  });
+
+  it('fails readiness when place() returns the wrong number of stages', async () => {
+    const model = fixture('residual add block').build();
+    const scheduler = rewriting('short', { place: (stages) => ({ stages: stages.slice(0, 1) }) });
+    const cluster = await startCluster(model, [validCuts(model)[0]!], 2, { scheduler, waitReady: false });
+    const error = await cluster.coordinator.waitUntilReady({ timeoutMs: 30_000 }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: DinferErrorCode.SCHEDULER_INVALID });
+    expect((error as Error).message).toContain('1 stage entries for 2 stages');
+  });
+
+  it('fails a request with a clear error when route() answers an id it was not offered', async () => {
+    const model = fixture('residual add block').build();
+    const scheduler = rewriting('wrong-route', { route: () => 'w999' });
+    const { coordinator } = await startCluster(model, [validCuts(model)[0]!], 2, { scheduler });
+    const inputs = sampleInputs(model, 1);
+    const error = await coordinator
+      .infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))))
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: DinferErrorCode.SCHEDULER_INVALID });
+    expect((error as Error).message).toMatch(
+      /scheduler "wrong-route" returned an invalid route: stage 0: "w999"/,
+    );
+    tf.dispose(inputs);
   });
 });
 

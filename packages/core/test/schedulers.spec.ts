@@ -9,6 +9,7 @@ import { schedulerSuite } from '../src/testing/scheduler-suite.js';
 const GiB = 1024 ** 3;
 const w = (id: string, patch: Partial<WorkerView> = {}): WorkerView => ({
   id,
+  name: `worker-${id}`,
   capabilities: { backend: 'wasm', cores: 2, memoryBytes: 8 * GiB, score: 10 },
   load: { cpu: 0, freeMemoryBytes: 8 * GiB, queueLength: 0, latencyMs: 10 },
   inflight: 0,
@@ -27,7 +28,7 @@ describe('round-robin scheduler', () => {
   it('cycles through replicas in order', () => {
     const s = roundRobinScheduler();
     const replicas = [w('w2'), w('w10'), w('w1')];
-    expect(Array.from({ length: 6 }, () => s.route(0, replicas).id)).toEqual([
+    expect(Array.from({ length: 6 }, () => s.route(0, replicas))).toEqual([
       'w1',
       'w2',
       'w10',
@@ -47,7 +48,7 @@ describe('load-based scheduler', () => {
       load: { cpu: 0.9, freeMemoryBytes: GiB, queueLength: 3, latencyMs: 50 },
     });
     const idle = w('idle', { load: { cpu: 0.1, freeMemoryBytes: GiB, queueLength: 0, latencyMs: 40 } });
-    for (let i = 0; i < 10; i++) expect(s.route(0, [busy, idle]).id).toBe('idle');
+    for (let i = 0; i < 10; i++) expect(s.route(0, [busy, idle])).toBe('idle');
   });
   it('gives spare workers to the stage with the most work per replica', () => {
     const placement = loadBasedScheduler().place({
@@ -98,7 +99,7 @@ describe('capability-based scheduler', () => {
       capabilities: { backend: 'wasm', cores: 2, memoryBytes: GiB, score: 10 },
       inflight: 1,
     });
-    expect(s.route(0, [fast, slow]).id).toBe('fast'); // 3/30 < 2/10
+    expect(s.route(0, [fast, slow])).toBe('fast'); // 3/30 < 2/10
   });
 });
 
@@ -127,6 +128,6 @@ describe('fallbackScheduler', () => {
   it('survives a primary that throws', () => {
     const s = fallbackScheduler(failing, roundRobinScheduler());
     expect(s.place({ stages: [stage(0, 5)], workers: [w('a')] }).stages).toEqual([['a']]);
-    expect(s.route(0, [w('a')]).id).toBe('a');
+    expect(s.route(0, [w('a')])).toBe('a');
   });
 });

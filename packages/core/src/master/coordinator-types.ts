@@ -83,6 +83,13 @@ export type CoordinatorEvent =
       readonly stage: string;
       readonly error: string;
     }
+  | {
+      /** The scheduler's placement broke its contract; nothing was moved. */
+      readonly type: 'placement.failed';
+      readonly model: string;
+      readonly version: string;
+      readonly error: string;
+    }
   | { readonly type: 'ready' }
   | { readonly type: 'version.active'; readonly model: string; readonly version: string }
   | {

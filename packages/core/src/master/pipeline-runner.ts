@@ -8,8 +8,8 @@
  */
 import { ExponentialBackoff, type IBackoff } from 'cockatiel';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
+import { routeChecked } from '../place/check-scheduler.js';
 import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
-import type { WorkerView } from '../scheduler.js';
 import type { InferOptions, InferResult, StageTrace } from '../serving/inference-service.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorData } from '../tensor/types.js';
@@ -189,9 +189,12 @@ export class PipelineRunner {
       if (replicas.length === 0) break;
       const fresh = replicas.filter((w) => !tried.has(w.id));
       const pool = fresh.length > 0 ? fresh : replicas;
-      const views = new Map<WorkerView, RemoteWorker>(pool.map((w) => [w.view(), w]));
-      const chosenView = scheduler.route(stage.index, [...views.keys()]);
-      const worker = views.get(chosenView) ?? pool[0]!;
+      const chosen = routeChecked(
+        scheduler,
+        stage.index,
+        pool.map((w) => w.view()),
+      );
+      const worker = pool.find((w) => w.id === chosen)!;
       const t0 = performance.now();
       worker.inflight++;
       try {

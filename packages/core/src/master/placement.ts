@@ -6,13 +6,15 @@
  * @module
  */
 
+import type { DinferError } from '../errors.js';
+import { placeChecked } from '../place/check-scheduler.js';
 import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
 import type { Placement } from '../scheduler.js';
 import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
 import type { DeploymentStage } from './deployment.js';
 import type { Membership } from './membership.js';
-import type { ModelRegistry } from './model-registry.js';
+import type { ModelRegistry, VersionEntry } from './model-registry.js';
 import type { Readiness } from './readiness.js';
 import type { RemoteWorker } from './remote-worker.js';
 
@@ -105,11 +107,22 @@ export class StagePlacer {
     for (const entry of this.#registry.placedVersions()) {
       const { deployment } = entry;
       const placementKey = `${deployment.name}@${deployment.version}`;
-      const placement = this.#ctx.scheduler.place({
-        stages: deployment.stages.map((s) => s.requirement),
-        workers: views,
-        current: this.#placements.get(placementKey),
-      });
+      let placement: Placement;
+      try {
+        placement = placeChecked(this.#ctx.scheduler, {
+          stages: deployment.stages.map((s) => s.requirement),
+          workers: views,
+          current: this.#placements.get(placementKey),
+        });
+      } catch (error) {
+        // Keep what this version has; nothing is moved on a placement that breaks the rules.
+        for (const stage of deployment.stages) {
+          for (const worker of live)
+            if (worker.loaded.has(stage.key)) wanted.add(`${worker.id} ${stage.key}`);
+        }
+        this.#placementFailed(entry, error as DinferError);
+        continue;
+      }
       const tasks: Promise<void>[] = [];
       const kept: string[][] = placement.stages.map(() => []);
       for (const stage of deployment.stages) {
@@ -161,6 +174,23 @@ export class StagePlacer {
       const timer = setTimeout(() => void this.requestRebalance(), 1000);
       (timer as { unref?: () => void }).unref?.();
     }
+  }
+
+  /** Reports a scheduler that broke its contract: logged, an event, and the waiters told. */
+  #placementFailed(entry: VersionEntry, error: DinferError): void {
+    const { deployment } = entry;
+    this.#ctx.log.error(
+      { model: deployment.name, version: deployment.version, err: error.message },
+      'placement failed',
+    );
+    this.#ctx.emit({
+      type: 'placement.failed',
+      model: deployment.name,
+      version: deployment.version,
+      error: error.message,
+    });
+    if (entry.state === 'loading') entry.failures.push(error.message);
+    this.#readiness?.fail(error);
   }
 
   #ensureStage(worker: RemoteWorker, stage: DeploymentStage): Promise<void> {

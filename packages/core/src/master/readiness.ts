@@ -19,7 +19,7 @@ export class Readiness {
   readonly #workerCount: () => number;
   readonly #degradedStages = new Set<string>();
   #ready: boolean;
-  #waiters: Array<() => void> = [];
+  #waiters: Array<{ resolve: () => void; reject: (error: DinferError) => void }> = [];
 
   constructor(
     ctx: CoordinatorContext,
@@ -84,13 +84,13 @@ export class Readiness {
     if (this.#ready) {
       const waiters = this.#waiters;
       this.#waiters = [];
-      for (const resolve of waiters) resolve();
+      for (const waiter of waiters) waiter.resolve();
     }
   }
 
   /**
    * Resolves once ready. Rejects with `TIMEOUT` after `timeoutMs` (the message comes from
-   * `describe()`) or `ABORTED` when `signal` aborts.
+   * `describe()`, `ABORTED` when `signal` aborts, or the error given to {@link fail}.
    */
   wait(options: {
     timeoutMs?: number | undefined;
@@ -112,9 +112,15 @@ export class Readiness {
                 ),
               options.timeoutMs,
             );
-      this.#waiters.push(() => {
-        if (timer) clearTimeout(timer);
-        resolve();
+      this.#waiters.push({
+        resolve: () => {
+          if (timer) clearTimeout(timer);
+          resolve();
+        },
+        reject: (error) => {
+          if (timer) clearTimeout(timer);
+          reject(error);
+        },
       });
       options.signal?.addEventListener(
         'abort',
@@ -122,5 +128,16 @@ export class Readiness {
         { once: true },
       );
     });
+  }
+
+  /**
+   * Fails every pending {@link wait} with `error` while the cluster is not ready yet (a
+   * scheduler whose placement breaks its contract would otherwise only show as a timeout).
+   */
+  fail(error: DinferError): void {
+    if (this.#ready) return;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter.reject(error);
   }
 }

@@ -114,6 +114,7 @@ export class RemoteWorker {
   view(): WorkerView {
     return {
       id: this.id,
+      name: this.name,
       capabilities: this.capabilities,
       load: this.load,
       inflight: this.inflight,

@@ -35,7 +35,7 @@ export function capabilityBasedScheduler(options: CapabilityBasedOptions = {}): 
         replicaNeed: (stage, replicas) =>
           stage.estimatedMs / (replicas.reduce((sum, w) => sum + score(w), 0) + 1e-9) - stage.index * 1e-9,
       }),
-    route(_stage: number, replicas: readonly WorkerView[]): WorkerView {
+    route(_stage: number, replicas: readonly WorkerView[]): string {
       const sorted = [...replicas].sort(compareIds);
       const start = tieBreak++ % sorted.length;
       let best = sorted[start] as WorkerView;
@@ -43,7 +43,7 @@ export function capabilityBasedScheduler(options: CapabilityBasedOptions = {}): 
         const candidate = sorted[(start + i) % sorted.length] as WorkerView;
         if ((candidate.inflight + 1) / score(candidate) < (best.inflight + 1) / score(best)) best = candidate;
       }
-      return best;
+      return best.id;
     },
   };
 }

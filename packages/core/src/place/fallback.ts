@@ -31,7 +31,7 @@ export function fallbackScheduler(primary: Scheduler, secondary: Scheduler): Sch
     route(stage, replicas) {
       try {
         const chosen = primary.route(stage, replicas);
-        if (replicas.includes(chosen)) return chosen;
+        if (replicas.some((r) => r.id === chosen)) return chosen;
       } catch {
         // fall through to the secondary scheduler
       }

@@ -46,7 +46,7 @@ export function loadBasedScheduler(options: LoadBasedOptions = {}): Scheduler {
         fits: (stage, worker, usedBytes) => freeMemory(worker) - usedBytes >= stage.memoryBytes,
         replicaNeed: (stage, replicas) => stage.estimatedMs / (replicas.length + 1) - stage.index * 1e-9,
       }),
-    route(_stage: number, replicas: readonly WorkerView[]): WorkerView {
+    route(_stage: number, replicas: readonly WorkerView[]): string {
       const sorted = [...replicas].sort(compareIds);
       const start = tieBreak++ % sorted.length;
       let best = sorted[start] as WorkerView;
@@ -59,7 +59,7 @@ export function loadBasedScheduler(options: LoadBasedOptions = {}): Scheduler {
           bestWait = wait;
         }
       }
-      return best;
+      return best.id;
     },
   };
 }

@@ -19,11 +19,11 @@ export function roundRobinScheduler(): Scheduler {
         fits: () => true,
         replicaNeed: (stage, replicas) => -replicas.length * 1e6 - stage.index,
       }),
-    route(stage: number, replicas: readonly WorkerView[]): WorkerView {
+    route(stage: number, replicas: readonly WorkerView[]): string {
       const sorted = [...replicas].sort(compareIds);
       const turn = turns.get(stage) ?? 0;
       turns.set(stage, turn + 1);
-      return sorted[turn % sorted.length] as WorkerView;
+      return (sorted[turn % sorted.length] as WorkerView).id;
     },
   };
 }

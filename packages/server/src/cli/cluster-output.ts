@@ -75,6 +75,9 @@ export function createClusterReporter(io: CliIo, tty = Boolean(process.stderr.is
         case 'stage.failed':
           io.err(`loading ${event.stage} on ${event.workerId} failed: ${event.error}`);
           break;
+        case 'placement.failed':
+          io.err(`placing ${event.model} version ${event.version} failed: ${event.error}`);
+          break;
         case 'degraded':
           io.err(
             event.active
