@@ -3,7 +3,12 @@ import { parseRpcHeader, toRpcError } from '../src/connection/rpc-header.js';
 import { DinferError, DinferErrorCode } from '../src/errors.js';
 import { ListenerHandshake } from '../src/protocol/handshake.js';
 import { assertSafeJson } from '../src/protocol/json-guard.js';
-import { isProtocolMessageType, parseMessageHeader } from '../src/protocol/messages.js';
+import {
+  isProtocolMessageType,
+  PROTOCOL_MESSAGE_TYPES,
+  parseMessage,
+  parseMessageHeader,
+} from '../src/protocol/messages.js';
 import { tensorsEnvelope, tensorsFromEnvelope } from '../src/protocol/tensors-message.js';
 import { PROTOCOL_VERSION } from '../src/protocol/version.js';
 
@@ -18,6 +23,7 @@ function code(fn: () => unknown): string | undefined {
 }
 
 const wire = (text: string): unknown => JSON.parse(text);
+const SHA = 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa';
 
 describe('assertSafeJson', () => {
   it('accepts plain JSON data', () => {
@@ -58,7 +64,43 @@ describe('parseMessageHeader', () => {
       { type: 'welcome', protocol: PROTOCOL_VERSION, proof: '' },
       { type: 'reject', reason: 'no' },
       { type: 'ping', sentAt: 1700000000000 },
-      { type: 'pong', sentAt: 1700000000000 },
+      {
+        type: 'pong',
+        sentAt: 1700000000000,
+        load: { cpu: 0.5, freeMemoryBytes: 1024, queueLength: 2, latencyMs: 12.5 },
+      },
+      {
+        type: 'join',
+        name: 'w',
+        capabilities: { backend: 'wasm', cores: 2, memoryBytes: 4096, score: 1.5 },
+        blobs: [SHA],
+      },
+      { type: 'joined', workerId: 'w1', heartbeatPort: 7070, heartbeatIntervalMs: 2000 },
+      { type: 'blob.status', blobs: [SHA, SHA] },
+      { type: 'blob.status.result', missing: [SHA], partial: [{ sha256: SHA, receivedBytes: 10 }] },
+      {
+        type: 'blob.chunk',
+        sha256: SHA,
+        offset: 0,
+        rawBytes: 10,
+        totalBytes: 20,
+        compression: 'deflate',
+        final: false,
+      },
+      { type: 'blob.delta', sha256: SHA, base: SHA, totalBytes: 8, compression: 'shuffle4+deflate' },
+      { type: 'blob.ack', sha256: SHA, receivedBytes: 20, complete: true },
+      { type: 'stage.load', key: 'm@1#0', topology: SHA, weights: [SHA], inputs: ['in'], outputs: ['out'] },
+      { type: 'stage.loaded', key: 'm@1#0', warmupMs: 3.5 },
+      { type: 'stage.unload', key: 'm@1#0' },
+      { type: 'ok' },
+      {
+        type: 'infer',
+        key: 'm@1#0',
+        requestId: 'r1',
+        tensors: [{ dtype: 'float32', shape: [1, 2], byteLength: 8, encoding: 'none', compression: 'none' }],
+      },
+      { type: 'infer.result', tensors: [], computeMs: 1.25, queueMs: 0 },
+      { type: 'drain', reason: 'worker shutting down' },
       {
         type: 'tensors',
         tensors: [{ dtype: 'int32', shape: [2], byteLength: 8, encoding: 'none', compression: 'none' }],
@@ -66,6 +108,7 @@ describe('parseMessageHeader', () => {
       { type: 'tensors', tensors: [], tag: 'stage-1' },
       { type: 'error', code: DinferErrorCode.OVERLOADED, message: 'busy' },
     ];
+    expect(new Set(cases.map((c) => (c as { type: string }).type))).toEqual(new Set(PROTOCOL_MESSAGE_TYPES));
     for (const header of cases) {
       const input = JSON.parse(JSON.stringify(header));
       const parsed = parseMessageHeader(input);
@@ -90,6 +133,33 @@ describe('parseMessageHeader', () => {
     ['an overlong reason', `{"type":"reject","reason":"${'x'.repeat(5000)}"}`],
     ['tensors that are not an array', '{"type":"tensors","tensors":{}}'],
     ['a tag that is too long', `{"type":"tensors","tensors":[],"tag":"${'x'.repeat(300)}"}`],
+    ['a pong without load', '{"type":"pong","sentAt":1}'],
+    [
+      'a join with an unknown capability',
+      `{"type":"join","name":"w","capabilities":{"backend":"wasm","cores":1,"memoryBytes":1,"score":1,"gpu":1},"blobs":[]}`,
+    ],
+    [
+      'a join with zero cores',
+      `{"type":"join","name":"w","capabilities":{"backend":"wasm","cores":0,"memoryBytes":1,"score":1},"blobs":[]}`,
+    ],
+    ['a blob hash that is not SHA-256', '{"type":"blob.status","blobs":["abc"]}'],
+    [
+      'a chunk that runs past its blob',
+      `{"type":"blob.chunk","sha256":"${SHA}","offset":15,"rawBytes":10,"totalBytes":20,"compression":"none","final":true}`,
+    ],
+    [
+      'an unknown chunk compression',
+      `{"type":"blob.chunk","sha256":"${SHA}","offset":0,"rawBytes":1,"totalBytes":1,"compression":"gzip","final":true}`,
+    ],
+    [
+      'a partial entry with an extra field',
+      `{"type":"blob.status.result","missing":[],"partial":[{"sha256":"${SHA}","receivedBytes":1,"x":1}]}`,
+    ],
+    ['an empty stage key', '{"type":"stage.unload","key":""}'],
+    [
+      'a negative heartbeat port',
+      '{"type":"joined","workerId":"w1","heartbeatPort":-1,"heartbeatIntervalMs":1}',
+    ],
   ])('rejects %s with DINFER_ERR_PROTOCOL', (_n, text) => {
     expect(code(() => parseMessageHeader(wire(text)))).toBe(DinferErrorCode.PROTOCOL);
   });
@@ -107,6 +177,13 @@ describe('parseMessageHeader', () => {
     expect(code(() => parseMessageHeader(big, { tensors: { maxBytes: 99 } }))).toBe(
       DinferErrorCode.TENSOR_INVALID,
     );
+  });
+});
+
+describe('parseMessage', () => {
+  it('returns a message of the expected type and names both types otherwise', () => {
+    expect(parseMessage({ type: 'ok' }, 'ok')).toEqual({ type: 'ok' });
+    expect(() => parseMessage({ type: 'ok' }, 'pong')).toThrow('expected a pong message, got ok');
   });
 });
 

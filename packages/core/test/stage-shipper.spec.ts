@@ -5,7 +5,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { type StageBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
-import { parseRuntimeMessage, type RuntimeMessage, stageKey } from '../src/protocol/cluster-messages.js';
+import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
 import { encodeDelta } from '../src/ship/delta.js';
 import { deltaBaseLookup, shipStage } from '../src/ship/stage-shipper.js';
 import { bytesOf, countingTransport, type SentRequest } from '../src/testing/counting-transport.js';
@@ -26,7 +26,7 @@ afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
 
-function envelope(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
+function envelope(header: ProtocolMessage, attachments: Uint8Array[] = []): Envelope {
   return { header: header as unknown as Envelope['header'], attachments };
 }
 
@@ -44,7 +44,7 @@ async function joinedWorker(): Promise<{
   });
   const listener = await counting.transport.listen('memory:master', (connection) => {
     connection.onRequest(async (request) => {
-      parseRuntimeMessage(request.header, 'join');
+      parseMessage(request.header, 'join');
       queueMicrotask(() => resolve(connection));
       return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
     });
@@ -78,7 +78,7 @@ async function loadStage(connection: Connection, blobs: StageBlobs, version: str
       outputs: ['head'],
     }),
   );
-  parseRuntimeMessage(reply.header, 'stage.loaded');
+  parseMessage(reply.header, 'stage.loaded');
 }
 
 async function remoteCode(promise: Promise<unknown>): Promise<unknown> {

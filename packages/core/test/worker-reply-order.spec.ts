@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { partitionModel } from '../src/partition/partition.js';
 import { stageToBlobs } from '../src/partition/stage-artifacts.js';
-import { parseRuntimeMessage, type RuntimeMessage, stageKey } from '../src/protocol/cluster-messages.js';
+import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
 import { shipBlob } from '../src/ship/blob-shipper.js';
 import { encodeTensors } from '../src/tensor/codec.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
@@ -32,7 +32,7 @@ afterAll(async () => {
   await rm(cacheDir, { recursive: true, force: true });
 });
 
-function envelope(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
+function envelope(header: ProtocolMessage, attachments: Uint8Array[] = []): Envelope {
   return { header: header as unknown as Envelope['header'], attachments };
 }
 
@@ -68,7 +68,7 @@ describe('worker inference queue', () => {
     const joined = new Promise<void>((resolve) => {
       void transport.listen('memory:master', (connection) => {
         connection.onRequest(async (request) => {
-          parseRuntimeMessage(request.header, 'join');
+          parseMessage(request.header, 'join');
           master = connection;
           queueMicrotask(resolve);
           return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
@@ -99,7 +99,7 @@ describe('worker inference queue', () => {
           outputs: stage.outputs.map((s) => s.name),
         }),
       );
-      parseRuntimeMessage(loaded.header, 'stage.loaded');
+      parseMessage(loaded.header, 'stage.loaded');
 
       const xs = sampleInputs(stage.model, 1);
       const inputs = await Promise.all(xs.map((t, i) => fromTfTensor(t, stage.inputs[i]!.name)));
@@ -125,7 +125,7 @@ describe('worker inference queue', () => {
             ),
           ),
         );
-        for (const reply of replies) parseRuntimeMessage(reply.header, 'infer.result');
+        for (const reply of replies) parseMessage(reply.header, 'infer.result');
       } finally {
         spy.mockRestore();
       }

@@ -13,10 +13,11 @@ import { type PartitionStage, partitionModel } from '../src/partition/partition.
 import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
 import {
   type JoinMessage,
-  parseRuntimeMessage,
-  type RuntimeMessage,
+  type ProtocolMessage,
+  parseMessage,
+  parseMessageHeader,
   stageKey,
-} from '../src/protocol/cluster-messages.js';
+} from '../src/protocol/messages.js';
 import type { WorkerCapabilities } from '../src/scheduler.js';
 import { shipBlob } from '../src/ship/blob-shipper.js';
 import { decodeTensors, encodeTensors } from '../src/tensor/codec.js';
@@ -68,7 +69,7 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-function envelope(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
+function envelope(header: ProtocolMessage, attachments: Uint8Array[] = []): Envelope {
   return { header: header as unknown as Envelope['header'], attachments };
 }
 
@@ -91,7 +92,7 @@ const ticks = async (n = 2): Promise<void> => {
 /** A master that only listens: it accepts joins and lets the test drive each connection. */
 class FakeMaster {
   readonly joins: JoinMessage[] = [];
-  readonly messages: RuntimeMessage[] = [];
+  readonly messages: ProtocolMessage[] = [];
   heartbeatPort = 0;
   #listener: Listener | undefined;
   #waiters: ((connection: Connection) => void)[] = [];
@@ -104,9 +105,9 @@ class FakeMaster {
 
   async listen(): Promise<void> {
     this.#listener = await this.transport.listen(this.address, (connection) => {
-      connection.onMessage((message) => this.messages.push(parseRuntimeMessage(message.header)));
+      connection.onMessage((message) => this.messages.push(parseMessageHeader(message.header)));
       connection.onRequest(async (request) => {
-        const join = parseRuntimeMessage(request.header, 'join');
+        const join = parseMessage(request.header, 'join');
         this.joins.push(join);
         queueMicrotask(() => {
           const waiter = this.#waiters.shift();
@@ -203,7 +204,7 @@ async function sendBlob(
         [deflateRawSync(raw)],
       ),
     );
-    ack = parseRuntimeMessage(reply.header, 'blob.ack');
+    ack = parseMessage(reply.header, 'blob.ack');
     offset = end;
   } while (offset < until);
   return ack;
@@ -243,7 +244,7 @@ function expectedOutputs(inputs: readonly TensorData[]): tf.Tensor[] {
 }
 
 async function checkInferReply(reply: Envelope, inputs: readonly TensorData[]): Promise<void> {
-  const result = parseRuntimeMessage(reply.header, 'infer.result');
+  const result = parseMessage(reply.header, 'infer.result');
   expect(result.computeMs).toBeGreaterThan(0);
   expect(result.queueMs).toBeGreaterThanOrEqual(0);
   const outputs = decodeTensors(result.tensors, reply.attachments, { maxBytes: 1 << 24 });
@@ -267,7 +268,7 @@ async function sendTensors(connection: Connection, except?: string): Promise<voi
 async function shipAndLoad(connection: Connection): Promise<void> {
   await sendBlob(connection, blobs.topology);
   await sendTensors(connection);
-  parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
+  parseMessage((await connection.request(stageLoad())).header, 'stage.loaded');
 }
 
 describe('createWorker', () => {
@@ -282,7 +283,7 @@ describe('createWorker', () => {
     expect(w.workerId).toBe('w1');
     expect(master.joins[0]).toEqual({ type: 'join', name: 'test-worker', capabilities, blobs: [] });
 
-    const status = parseRuntimeMessage(
+    const status = parseMessage(
       (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.topologySha256, big.sha256] })))
         .header,
       'blob.status.result',
@@ -305,7 +306,7 @@ describe('createWorker', () => {
     expect(w.store.list().sort()).toEqual([blobs.topologySha256, big.sha256].sort());
     await sendTensors(connection, big.sha256);
 
-    const loaded = parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
+    const loaded = parseMessage((await connection.request(stageLoad())).header, 'stage.loaded');
     expect(loaded.key).toBe(KEY);
     expect(loaded.warmupMs).toBeGreaterThan(0);
     expect(w.stages()).toEqual([KEY]);
@@ -317,7 +318,10 @@ describe('createWorker', () => {
     await checkInferReply(await connection.request(inferRequest(inputs, 'r2')), inputs);
     expect(tf.memory().numTensors).toBe(afterFirst);
 
-    const pong = parseRuntimeMessage((await connection.request(envelope({ type: 'ping' }))).header, 'pong');
+    const pong = parseMessage(
+      (await connection.request(envelope({ type: 'ping', sentAt: Date.now() }))).header,
+      'pong',
+    );
     expect(pong.load.queueLength).toBe(0);
     expect(pong.load.latencyMs).toBeGreaterThan(0);
 
@@ -325,10 +329,7 @@ describe('createWorker', () => {
     const badShape = await remoteError(connection.request(inferRequest(wrongShape as TensorData[])));
     expect(remoteCode(badShape)).toBe(DinferErrorCode.TENSOR_INVALID);
 
-    parseRuntimeMessage(
-      (await connection.request(envelope({ type: 'stage.unload', key: KEY }))).header,
-      'ok',
-    );
+    parseMessage((await connection.request(envelope({ type: 'stage.unload', key: KEY }))).header, 'ok');
     expect(w.stages()).toEqual([]);
     const unknown = await remoteError(connection.request(inferRequest(inputs)));
     expect(remoteCode(unknown)).toBe(DinferErrorCode.NOT_READY);
@@ -360,7 +361,7 @@ describe('createWorker', () => {
     await second.start();
     connection = await master.nextJoin();
     expect(master.joins[1]!.blobs).toEqual([blobs.topologySha256]);
-    const status = parseRuntimeMessage(
+    const status = parseMessage(
       (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.topologySha256, big.sha256] })))
         .header,
       'blob.status.result',
@@ -372,7 +373,7 @@ describe('createWorker', () => {
     expect(remoteCode(wrong)).toBe(DinferErrorCode.PROTOCOL);
     await sendBlob(connection, big.bytes, { from: received });
     await sendTensors(connection, big.sha256);
-    parseRuntimeMessage((await connection.request(stageLoad())).header, 'stage.loaded');
+    parseMessage((await connection.request(stageLoad())).header, 'stage.loaded');
     const inputs = await stageInputs(2, [0, 1]);
     await checkInferReply(await connection.request(inferRequest(inputs)), inputs);
   });
@@ -397,7 +398,7 @@ describe('createWorker', () => {
     expect(remoteCode(flipped)).toBe(DinferErrorCode.HASH_MISMATCH);
     expect(w.store.has(big.sha256)).toBe(false);
     expect(w.store.list()).toEqual([blobs.topologySha256]);
-    const status = parseRuntimeMessage(
+    const status = parseMessage(
       (await connection.request(envelope({ type: 'blob.status', blobs: [big.sha256] }))).header,
       'blob.status.result',
     );
@@ -513,7 +514,7 @@ describe('createWorker', () => {
     await ticks();
     expect(w.state).toBe('ready');
     expect(w.workerId).toBe('w2');
-    parseRuntimeMessage((await again.request(stageLoad())).header, 'stage.loaded');
+    parseMessage((await again.request(stageLoad())).header, 'stage.loaded');
     const inputs = await stageInputs(1, [0, 1]);
     await checkInferReply(await again.request(inferRequest(inputs)), inputs);
     expect(states).toEqual(['connecting', 'ready']);

@@ -17,7 +17,7 @@ import {
   WEIGHT_QUANTIZATIONS,
   type WeightQuantization,
 } from '../partition/weight-quantization.js';
-import { type StageKey, stageKey } from '../protocol/cluster-messages.js';
+import { type StageKey, stageKey } from '../protocol/messages.js';
 import type { StageRequirement } from '../scheduler.js';
 import type { ServedModel } from '../serving/inference-service.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';

@@ -7,7 +7,7 @@
 
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
-import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
+import { messageEnvelope, parseMessage } from '../protocol/messages.js';
 import type { Connection, Listener } from '../transport.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
 import type { CoordinatorOptions } from './coordinator-types.js';
@@ -121,7 +121,7 @@ export class Membership {
           `unexpected ${request.header.type} request from a worker`,
         );
       }
-      const join = parseRuntimeMessage(request.header, 'join');
+      const join = parseMessage(request.header, 'join');
       const id = `w${this.#nextWorker++}`;
       const joined = new RemoteWorker({
         id,
@@ -167,12 +167,11 @@ export class Membership {
     for (const worker of this.workers.values()) {
       if (worker.state === 'gone') continue;
       worker.connection
-        .request(
-          { header: { type: 'ping' }, attachments: [] },
-          { timeoutMs: this.#ctx.options.pingIntervalMs ?? 5000 },
-        )
+        .request(messageEnvelope({ type: 'ping', sentAt: Date.now() }), {
+          timeoutMs: this.#ctx.options.pingIntervalMs ?? 5000,
+        })
         .then((reply) => {
-          const pong = parseRuntimeMessage(reply.header, 'pong');
+          const pong = parseMessage(reply.header, 'pong');
           worker.missedPings = 0;
           worker.load = pong.load;
         })

@@ -9,7 +9,7 @@
 import { ExponentialBackoff, type IBackoff } from 'cockatiel';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { routeChecked } from '../place/check-scheduler.js';
-import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
+import { parseMessage } from '../protocol/messages.js';
 import type { InferOptions, InferResult, StageTrace } from '../serving/inference-service.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorData } from '../tensor/types.js';
@@ -212,7 +212,7 @@ export class PipelineRunner {
             ),
           options.signal,
         );
-        const result = parseRuntimeMessage(reply.header, 'infer.result');
+        const result = parseMessage(reply.header, 'infer.result');
         const outputs = decodeTensors(result.tensors, reply.attachments, {
           maxBytes: config.maxTensorBytes ?? 1024 ** 3,
         });

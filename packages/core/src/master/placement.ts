@@ -8,7 +8,7 @@
 
 import type { DinferError } from '../errors.js';
 import { placeChecked } from '../place/check-scheduler.js';
-import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
+import { parseMessage } from '../protocol/messages.js';
 import type { Placement } from '../scheduler.js';
 import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
@@ -236,7 +236,7 @@ export class StagePlacer {
         },
         { timeoutMs: 300_000 },
       );
-      parseRuntimeMessage(reply.header, 'stage.loaded');
+      parseMessage(reply.header, 'stage.loaded');
       worker.loaded.add(stage.key);
       const ms = Date.now() - started;
       log.info({ worker: worker.id, stage: stage.key, ms }, 'stage loaded');

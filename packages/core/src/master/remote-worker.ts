@@ -12,7 +12,7 @@ import {
   handleWhen,
 } from 'cockatiel';
 import { DinferErrorCode, isDinferError } from '../errors.js';
-import type { StageKey } from '../protocol/cluster-messages.js';
+import type { StageKey } from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad, WorkerView } from '../scheduler.js';
 import type { Connection } from '../transport.js';
 

@@ -18,32 +18,32 @@ import { DinferError, DinferErrorCode } from '../errors.js';
 import { PROTOCOL_VERSION } from './version.js';
 
 /** Step 1: the listener's challenge. */
-export interface HelloMessage {
+export type HelloMessage = {
   readonly type: 'hello';
   readonly protocol: number;
   readonly nonce: string;
-}
+};
 
 /** Step 2: the dialer's answer and counter-challenge. */
-export interface AuthMessage {
+export type AuthMessage = {
   readonly type: 'auth';
   readonly protocol: number;
   readonly nonce: string;
   readonly proof: string;
-}
+};
 
 /** Step 3 (success): the listener proves it knows the token too. */
-export interface WelcomeMessage {
+export type WelcomeMessage = {
   readonly type: 'welcome';
   readonly protocol: number;
   readonly proof: string;
-}
+};
 
 /** Step 3 (failure): sent just before the listener closes the connection. */
-export interface RejectMessage {
+export type RejectMessage = {
   readonly type: 'reject';
   readonly reason: string;
-}
+};
 
 /** Any handshake message. */
 export type HandshakeMessage = HelloMessage | AuthMessage | WelcomeMessage | RejectMessage;

@@ -84,6 +84,26 @@ export class MessageFields {
     return read(field);
   }
 
+  /** A required nested object, read field by field with its own {@link MessageFields}. */
+  object<T>(field: string, read: (fields: MessageFields) => T): T {
+    const value = this.raw(field);
+    if (typeof value !== 'object' || value === null || Array.isArray(value))
+      this.fail(field, 'must be an object');
+    const nested = new MessageFields(value as Record<string, unknown>, `${this.#what} ${field}`);
+    const result = read(nested);
+    nested.finish();
+    return result;
+  }
+
+  /** A required array of at most `max` items (default 10 000), each checked by `item`. */
+  list<T>(field: string, item: (value: unknown, index: number) => T, bounds: { max?: number } = {}): T[] {
+    const value = this.raw(field);
+    const max = bounds.max ?? 10_000;
+    if (!Array.isArray(value)) this.fail(field, 'must be an array');
+    if (value.length > max) this.fail(field, `must have at most ${max} items`);
+    return value.map((entry, index) => item(entry, index));
+  }
+
   /** Throws when the object has a field that was never read (unknown fields are refused). */
   finish(): void {
     for (const key of Object.keys(this.#object)) {

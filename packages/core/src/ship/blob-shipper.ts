@@ -8,7 +8,7 @@
  */
 import { deflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
+import { parseMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport.js';
 import type { EncodedDelta } from './delta.js';
 
@@ -46,7 +46,7 @@ export async function shipBlob(
     { header: { type: 'blob.status', blobs: [sha256] }, attachments: [] },
     { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 },
   );
-  const status = parseRuntimeMessage(statusReply.header, 'blob.status.result');
+  const status = parseMessage(statusReply.header, 'blob.status.result');
   if (!status.missing.includes(sha256) && !status.partial.some((p) => p.sha256 === sha256)) {
     options.onProgress?.(bytes.byteLength, bytes.byteLength);
     return { wireBytes: 0, rawBytes: 0, resumedFrom: bytes.byteLength };
@@ -107,7 +107,7 @@ export async function sendBlobChunks(
       },
       requestOptions,
     );
-    const ack = parseRuntimeMessage(reply.header, 'blob.ack');
+    const ack = parseMessage(reply.header, 'blob.ack');
     if (ack.sha256 !== sha256 || ack.receivedBytes !== end) {
       throw new DinferError(
         DinferErrorCode.PROTOCOL,
@@ -151,7 +151,7 @@ export async function sendBlobDelta(
     },
     { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 },
   );
-  const ack = parseRuntimeMessage(reply.header, 'blob.ack');
+  const ack = parseMessage(reply.header, 'blob.ack');
   if (ack.sha256 !== sha256 || !ack.complete || ack.receivedBytes !== delta.totalBytes) {
     throw new DinferError(
       DinferErrorCode.PROTOCOL,

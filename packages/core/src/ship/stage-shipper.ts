@@ -24,7 +24,7 @@
 import { deflateRawSync } from 'node:zlib';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageBlobs, TensorBlob } from '../partition/stage-artifacts.js';
-import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
+import { parseMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport.js';
 import { sendBlobChunks, sendBlobDelta } from './blob-shipper.js';
 import { type EncodedDelta, encodeDelta } from './delta.js';
@@ -196,7 +196,7 @@ export async function shipStage(
       { header: { type: 'blob.status', blobs: unknown.map((b) => b.sha256) }, attachments: [] },
       { signal: options.signal, timeoutMs },
     );
-    const status = parseRuntimeMessage(reply.header, 'blob.status.result');
+    const status = parseMessage(reply.header, 'blob.status.result');
     const missing = new Set(status.missing);
     for (const p of status.partial) resumeFrom.set(p.sha256, p.receivedBytes);
     for (const blob of unknown) {

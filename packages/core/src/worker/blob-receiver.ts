@@ -14,8 +14,8 @@ import type {
   BlobChunkMessage,
   BlobDeltaMessage,
   BlobStatusMessage,
-  RuntimeMessage,
-} from '../protocol/cluster-messages.js';
+  ProtocolMessage,
+} from '../protocol/messages.js';
 import type { BlobStore } from '../ship/blob-store.js';
 import { applyDelta } from '../ship/delta.js';
 
@@ -47,7 +47,7 @@ export class BlobReceiver {
   }
 
   /** Which of the listed blobs are missing entirely, and which are partly received. */
-  status(message: BlobStatusMessage): RuntimeMessage {
+  status(message: BlobStatusMessage): ProtocolMessage {
     return {
       type: 'blob.status.result',
       missing: message.blobs.filter((sha) => !this.#store.has(sha) && this.#store.receivedBytes(sha) === 0),
@@ -58,7 +58,7 @@ export class BlobReceiver {
   }
 
   /** Appends one chunk; the final one completes the blob (hash checked). */
-  async chunk(message: BlobChunkMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
+  async chunk(message: BlobChunkMessage, attachments: readonly Uint8Array[]): Promise<ProtocolMessage> {
     const { sha256, offset, rawBytes, totalBytes } = message;
     if (attachments.length !== 1) {
       throw new DinferError(
@@ -123,7 +123,7 @@ export class BlobReceiver {
    * Rebuilds a blob from a delta against a cached base; stores it only when its SHA-256 is
    * the one announced (`HASH_MISMATCH` otherwise, nothing stored).
    */
-  async delta(message: BlobDeltaMessage, attachments: readonly Uint8Array[]): Promise<RuntimeMessage> {
+  async delta(message: BlobDeltaMessage, attachments: readonly Uint8Array[]): Promise<ProtocolMessage> {
     const { sha256, base, totalBytes } = message;
     if (attachments.length !== 1) {
       throw new DinferError(

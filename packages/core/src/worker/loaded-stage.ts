@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { modelFromBlobs } from '../partition/stage-artifacts.js';
-import type { StageKey } from '../protocol/cluster-messages.js';
+import type { StageKey } from '../protocol/messages.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
 import type { TensorData } from '../tensor/types.js';
 

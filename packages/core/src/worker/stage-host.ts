@@ -8,12 +8,13 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { stageTensorHashes } from '../partition/stage-artifacts.js';
-import type {
-  InferMessage,
-  RuntimeMessage,
-  StageKey,
-  StageLoadMessage,
-} from '../protocol/cluster-messages.js';
+import {
+  type InferMessage,
+  messageEnvelope,
+  type ProtocolMessage,
+  type StageKey,
+  type StageLoadMessage,
+} from '../protocol/messages.js';
 import type { BlobStore } from '../ship/blob-store.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
@@ -24,10 +25,6 @@ import type { WorkQueue } from './worker-queue.js';
 
 function notReady(message: string): DinferError {
   return new DinferError(DinferErrorCode.NOT_READY, message);
-}
-
-function reply(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
-  return { header: header as unknown as Envelope['header'], attachments };
 }
 
 /** Collaborators of a {@link StageHost}. */
@@ -87,7 +84,7 @@ export class StageHost {
   }
 
   /** Builds (or reuses) a stage and warms it up. */
-  async load(message: StageLoadMessage, connection: Connection): Promise<RuntimeMessage> {
+  async load(message: StageLoadMessage, connection: Connection): Promise<ProtocolMessage> {
     if (this.#closing()) throw notReady('the worker is shutting down');
     const current = this.#stages.get(message.key);
     if (
@@ -228,7 +225,7 @@ export class StageHost {
     const encoded = encodeTensors(outputs);
     this.#metrics.increment('dinfer_worker_infer_total', { status: 'ok' });
     this.#metrics.observe('dinfer_worker_compute_seconds', {}, computeMs / 1000);
-    return reply(
+    return messageEnvelope(
       { type: 'infer.result', tensors: encoded.descriptors, computeMs, queueMs: outcome.queueMs },
       encoded.attachments,
     );

@@ -3,7 +3,13 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
-import { parseRuntimeMessage, type RuntimeMessage, type StageKey } from '../protocol/cluster-messages.js';
+import {
+  messageEnvelope,
+  type ProtocolMessage,
+  parseMessage,
+  parseMessageHeader,
+  type StageKey,
+} from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
 import { type BlobStore, createBlobStore } from '../ship/blob-store.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
@@ -118,10 +124,6 @@ export function addressHost(address: string): string | undefined {
   if (v6) return v6[1];
   const plain = /^([^:/]+):\d+$/.exec(address);
   return plain?.[1];
-}
-
-function reply(header: RuntimeMessage, attachments: Uint8Array[] = []): Envelope {
-  return { header: header as unknown as Envelope['header'], attachments };
 }
 
 function notReady(message: string): DinferError {
@@ -328,17 +330,17 @@ class Worker implements DinferWorker {
     });
     try {
       const capabilities = this.capabilities!;
-      const join: RuntimeMessage = {
+      const join: ProtocolMessage = {
         type: 'join',
         name: this.#options.name ?? `${hostname()}-${process.pid}`,
         capabilities,
         blobs: this.store.list(),
       };
-      const answer = await connection.request(reply(join), {
+      const answer = await connection.request(messageEnvelope(join), {
         signal,
         timeoutMs: this.#options.joinTimeoutMs ?? 30_000,
       });
-      const joined = parseRuntimeMessage(answer.header, 'joined');
+      const joined = parseMessage(answer.header, 'joined');
       this.workerId = joined.workerId;
       this.#connection = connection;
       this.#logger.info({ workerId: joined.workerId, master: this.#options.master }, 'joined the master');
@@ -409,25 +411,25 @@ class Worker implements DinferWorker {
   }
 
   async #handle(request: Envelope, context: RequestContext): Promise<Envelope> {
-    const message = parseRuntimeMessage(request.header);
+    const message = parseMessageHeader(request.header);
     switch (message.type) {
       case 'blob.status':
-        return reply(this.#blobs.status(message));
+        return messageEnvelope(this.#blobs.status(message));
       case 'blob.chunk':
-        return reply(await this.#blobs.chunk(message, request.attachments));
+        return messageEnvelope(await this.#blobs.chunk(message, request.attachments));
       case 'blob.delta':
-        return reply(await this.#blobs.delta(message, request.attachments));
+        return messageEnvelope(await this.#blobs.delta(message, request.attachments));
       case 'stage.load':
-        return reply(await this.#host.load(message, context.connection));
+        return messageEnvelope(await this.#host.load(message, context.connection));
       case 'stage.unload': {
         const stage = this.#host.get(message.key);
         if (stage !== undefined) this.#host.unload(stage);
-        return reply({ type: 'ok' });
+        return messageEnvelope({ type: 'ok' });
       }
       case 'infer':
         return this.#host.infer(message, request.attachments, context);
       case 'ping':
-        return reply({ type: 'pong', load: this.load() });
+        return messageEnvelope({ type: 'pong', sentAt: message.sentAt, load: this.load() });
       default:
         throw new DinferError(DinferErrorCode.PROTOCOL, `a worker does not answer ${message.type} requests`);
     }
@@ -444,7 +446,7 @@ class Worker implements DinferWorker {
       this.#setState('draining');
       this.#queue.close();
       try {
-        await connection.send(reply({ type: 'drain', reason: 'worker shutting down' }));
+        await connection.send(messageEnvelope({ type: 'drain', reason: 'worker shutting down' }));
       } catch (error) {
         this.#logger.warn({ err: (error as Error).message }, 'could not send drain');
       }
