@@ -8,6 +8,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { analyzeModel } from '../model/analyze.js';
+import { stageTotals } from '../model/stage-totals.js';
 import type { ModelAnalysis } from '../model/types.js';
 import { type Partition, type PartitionStage, partitionModel } from '../partition/partition.js';
 import { runStage } from '../partition/run-partition.js';
@@ -88,11 +89,12 @@ export async function createDeployment(spec: DeploymentSpec): Promise<Deployment
   if (spec.weightQuantization !== undefined) roundModelWeights(spec.model, spec.weightQuantization);
   const analysis = analyzeModel(spec.model);
   const partition = partitionModel(spec.model, spec.cuts);
+  const totals = stageTotals(analysis);
   const stages: DeploymentStage[] = [];
   for (const stage of partition.stages) {
     const blobs = await stageToBlobs(stage.model, { quantization: spec.weightQuantization });
     const [start, end] = stage.layers;
-    const flops = analysis.layers.slice(start, end).reduce((sum, l) => sum + l.flops, 0);
+    const flops = totals.flops(start, end);
     const activationBytes = Math.max(
       ...stage.inputs.map((t) => bytesOf(t.shape)),
       ...stage.outputs.map((t) => bytesOf(t.shape)),
