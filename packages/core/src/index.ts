@@ -22,6 +22,7 @@ export * from './model/dispose-model.js';
 export * from './model/fs-handler.js';
 export * from './model/http-loader.js';
 export * from './model/io.js';
+export * from './model/source-quantization.js';
 export * from './model/stage-totals.js';
 export * from './model/tensor-names.js';
 export * from './model/types.js';

@@ -13,9 +13,9 @@ import { type RunnablePartition, runPartition } from '../src/partition/run-parti
 import { modelFromBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { evaluateCuts, planCuts } from '../src/plan/planner.js';
 import { stageKey } from '../src/protocol/cluster-messages.js';
-import { loadStage } from '../src/worker/loaded-stage.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, fixtures, sampleInputs } from './fixtures/models.js';
+import { loadShippedStage } from './fixtures/stage-blobs.js';
 
 let dir: string;
 beforeAll(async () => {
@@ -229,24 +229,8 @@ describe('shared layers whose calls stay in one stage', () => {
     const stage = partition.stages[1]!;
     expect(stage.model.layers.map((l) => l.name)).toContain('shared');
     const blobs = await stageToBlobs(stage.model);
-    const weights = new Uint8Array(blobs.weightBytes);
-    let offset = 0;
-    for (const t of blobs.tensors) {
-      weights.set(t.bytes, offset);
-      offset += t.bytes.byteLength;
-    }
     const before = tf.memory().numTensors;
-    const loaded = await loadStage(
-      {
-        key: stageKey('shared', '1', 1),
-        topology: blobs.topologySha256,
-        weights: blobs.tensors.map((t) => t.sha256),
-        inputs: stage.inputs.map((s) => s.name),
-        outputs: stage.outputs.map((s) => s.name),
-      },
-      blobs.topology,
-      weights,
-    );
+    const loaded = await loadShippedStage(stageKey('shared', '1', 1), blobs, stage);
     expect(tf.memory().numTensors).toBeGreaterThan(before);
     loaded.dispose();
     expect(tf.memory().numTensors).toBe(before);
