@@ -83,6 +83,31 @@ describe('analyzeModel', () => {
     expect(shared.flops).toBe(2 * (2 * 8 * 5 + 5 + 5));
   });
 
+  it('runs each call of a shared layer where its inputs are computed', () => {
+    const thrice = analyzeModel(fixture('shared Dense called three times').build());
+    const shared = thrice.layers.find((l) => l.name === 'shared')!;
+    // x, shared, act1, act2, out: the second call reads act1's output, the third act2's.
+    expect(shared.index).toBe(1);
+    const perCall = 2 * 8 * 8 + 8 + 8;
+    expect(shared.calls).toEqual([
+      { position: 1, flops: perCall },
+      { position: 2, flops: perCall },
+      { position: 3, flops: perCall },
+    ]);
+    expect(shared.flops).toBe(3 * perCall);
+    expect(thrice.cuts.map((c) => c.valid)).toEqual([false, true, true, true]);
+    // Between the second and third call, the second call's output crosses.
+    expect(thrice.cuts[2]!.tensors.map((t) => t.name)).toEqual(['shared/1:0']);
+    const branches = analyzeModel(fixture('shared layer on two branches').build());
+    const both = branches.layers.find((l) => l.name === 'shared')!;
+    expect(both.calls!.map((c) => c.position)).toEqual([both.index, both.index]);
+    for (const layer of branches.layers) {
+      if (layer.className === 'InputLayer') expect(layer.calls).toEqual([]);
+      else if (layer.name !== 'shared')
+        expect(layer.calls).toEqual([{ position: layer.index, flops: layer.flops }]);
+    }
+  });
+
   it('estimates FLOPs of dense, conv, depthwise and separable layers from their shapes', () => {
     const model = fixture('small CNN').build();
     const byClass = new Map(analyzeModel(model).layers.map((l) => [l.className, l]));

@@ -62,7 +62,7 @@ describe('partitionModel + runPartition on synthetic models', () => {
         const inputs = sampleInputs(model);
         const analysis = analyzeModel(model);
         const valid = analysis.cuts.filter((c) => c.valid).map((c) => c.index);
-        if (!f.hasNonCausalCuts) expect(valid).toEqual(cutsWithComputingLayers(model));
+        expect(valid).toEqual(cutsWithComputingLayers(model));
         expect(valid.length).toBeGreaterThan(0);
         for (const k of valid) checkPartition(model, [k], inputs);
         tf.dispose(inputs);
@@ -190,7 +190,7 @@ describe('stage signatures', () => {
     expect(partition.stages[1]!.outputs.map((s) => s.name)).toEqual(['head_a', 'head_b']);
   });
 
-  it('stage weight bytes add up to the model weight bytes', () => {
+  it('stage weight bytes add up to the model weight bytes, plus each copy of a layer split by a cut', () => {
     for (const f of fixtures) {
       const model = f.build();
       const valid = analyzeModel(model)
@@ -198,7 +198,15 @@ describe('stage signatures', () => {
         .map((c) => c.index);
       const partition = partitionModel(model, [valid[0]!]);
       const total = partition.stages.reduce((s, st) => s + st.weightBytes, 0);
-      expect(total).toBe(model.countParams() * 4);
+      // A layer object inside several stage models ships once with each of them.
+      const copies = new Map<tf.layers.Layer, number>();
+      for (const stage of partition.stages) {
+        expect(stage.weightBytes).toBe(stage.model.countParams() * 4);
+        for (const layer of stage.model.layers) copies.set(layer, (copies.get(layer) ?? 0) + 1);
+      }
+      const extra = [...copies].reduce((sum, [layer, n]) => sum + (n - 1) * layer.countParams() * 4, 0);
+      if (!f.sharesLayers) expect(extra).toBe(0);
+      expect(total).toBe(model.countParams() * 4 + extra);
     }
   });
 });
@@ -231,26 +239,47 @@ describe('invalid cuts', () => {
     });
   }
 
-  it('rejects a cut that leaves only an InputLayer in the first stage', () => {
+  it('rejects a cut that leaves only an InputLayer in the first stage, saying so', () => {
     const functional = fixture('residual add block').build();
     expect(functional.layers[0]!.getClassName()).toBe('InputLayer');
     expect(() => partitionModel(functional, [1])).toThrow(/no computing layer/);
+    expect(() => partitionModel(functional, [1])).toThrow(
+      /stage \[0, 1\) would hold no computing layer: it would hold only the InputLayer\(s\) "image"/,
+    );
   });
 
-  it('rejects cuts between two applications of a serially shared layer, accepts the others', () => {
+  it('rejects a cut set that leaves only a model input between two cuts, naming that stage', () => {
+    const multi = fixture('multi-input multi-output').build();
+    const names = multi.layers.map((l) => l.name);
+    const b = names.indexOf('b');
+    expect(multi.layers[b]!.getClassName()).toBe('InputLayer');
+    expect(analyzeModel(multi).cuts[b - 1]!.valid).toBe(true);
+    let caught: unknown;
+    try {
+      partitionModel(multi, [b, b + 1]);
+    } catch (error) {
+      caught = error;
+    }
+    expect(isDinferError(caught, DinferErrorCode.PARTITION_INVALID_CUT)).toBe(true);
+    const error = caught as { message: string; details: { cut: unknown } };
+    expect(error.details.cut).toBe(b + 1);
+    expect(error.message).toContain(`stage [${b}, ${b + 1}) would hold no computing layer`);
+    expect(error.message).toContain('"b"');
+  });
+
+  it('accepts every cut between the calls of a serially shared layer', () => {
     const serial = fixture('shared layer re-applied in series').build();
     const names = serial.layers.map((l) => l.name);
-    // `shared` is applied before and after `mid`, so cutting between them is not causal.
-    const bad = names.indexOf('mid');
-    expect(names.indexOf('shared')).toBeLessThan(bad);
+    // `shared` is applied before and after `mid`: cutting between them gives both stages a copy.
+    const between = names.indexOf('mid');
+    expect(names.indexOf('shared')).toBeLessThan(between);
     const analysis = analyzeModel(serial);
-    expect(analysis.cuts[bad - 1]!.valid).toBe(false);
-    expect(() => partitionModel(serial, [bad])).toThrow(
-      expect.objectContaining({
-        code: DinferErrorCode.PARTITION_INVALID_CUT,
-        details: expect.objectContaining({ cut: bad }),
-      }),
-    );
+    expect(analysis.cuts[between - 1]!.valid).toBe(true);
+    const partition = partitionModel(serial, [between]);
+    expect(partition.stages.map((s) => s.model.layers.some((l) => l.name === 'shared'))).toEqual([
+      true,
+      true,
+    ]);
     const good = names.indexOf('out');
     expect(analysis.cuts[good - 1]!.valid).toBe(true);
   });

@@ -13,6 +13,7 @@ import {
 } from '../src/partition/stage-artifacts.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
+import { joinedWeights } from './fixtures/stage-blobs.js';
 
 beforeAll(async () => {
   await initBackend();
@@ -20,15 +21,6 @@ beforeAll(async () => {
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 const tensorsOf = (blobs: StageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
-function joined(blobs: StageBlobs): Uint8Array {
-  const out = new Uint8Array(blobs.weightBytes);
-  let offset = 0;
-  for (const t of blobs.tensors) {
-    out.set(t.bytes, offset);
-    offset += t.bytes.byteLength;
-  }
-  return out;
-}
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {
@@ -61,7 +53,7 @@ describe('stageToBlobs / modelFromBlobs', () => {
 
     const inputs = sampleInputs(model, 3);
     const expected = model.predict(inputs) as tf.Tensor;
-    for (const weights of [tensorsOf(blobs), joined(blobs)]) {
+    for (const weights of [tensorsOf(blobs), joinedWeights(blobs)]) {
       const rebuilt = await modelFromBlobs(blobs.topology, weights);
       const actual = rebuilt.predict(inputs) as tf.Tensor;
       expectClose(actual, expected, 0);
@@ -108,7 +100,7 @@ describe('stageToBlobs / modelFromBlobs', () => {
     const model = fixture('sequential MLP').build();
     const blobs = await stageToBlobs(model);
     const { topology } = blobs;
-    const weights = joined(blobs);
+    const weights = joinedWeights(blobs);
     const short = await rejection(modelFromBlobs(topology, weights.subarray(0, weights.byteLength - 4)));
     expect(isDinferError(short, DinferErrorCode.MODEL_CORRUPT)).toBe(true);
     const long = new Uint8Array(weights.byteLength + 4);

@@ -5,12 +5,14 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
 import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
+import { loadLayersModel } from '../src/model/io.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { bytesOf, type CountingTransport, countingTransport } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
 import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { sampleInputs } from './fixtures/models.js';
+import { writeQuantizedArtifacts } from './fixtures/quantized-artifacts.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 
 const TOKEN = 'sync-spec-token';
@@ -258,6 +260,34 @@ describe('shard sync through the coordinator', () => {
     const r = await cluster.coordinator.infer('m', [input]);
     const expected = await predict(model, input);
     expectClose(r.outputs[0]!.data as Float32Array, expected, 2e-2);
+    model.dispose();
+  });
+
+  it('ships a model loaded from uint8 artifacts in uint8, and the workers compute what the master does', async () => {
+    const cluster = await startCluster(64 * 1024);
+    const original = namedMlp(128);
+    const dir = cacheDir();
+    const written = await writeQuantizedArtifacts(original, dir, (name) =>
+      name.endsWith('/kernel') ? 'uint8' : undefined,
+    );
+    original.dispose();
+    const model = await loadLayersModel(dir);
+    const deployment = await cluster.coordinator.deploy({ name: 'm', model, cuts: [2] });
+    await cluster.addWorker();
+    await cluster.coordinator.waitUntilReady({ minWorkers: 1, timeoutMs: 30_000 }); // warm-up check passed
+    const shipped = deployment.stages.flatMap((s) => s.blobs.tensors);
+    for (const t of shipped) expect(t.bytes.byteLength).toBe(written.get(t.name)!.bytes.byteLength);
+    const weightBytes = deployment.stages.reduce((n, s) => n + s.blobs.weightBytes, 0);
+    const rawBytes = deployment.stages.reduce((n, s) => n + s.blobs.rawWeightBytes, 0);
+    const topologyBytes = deployment.stages.reduce((n, s) => n + s.blobs.topology.byteLength, 0);
+    expect(weightBytes).toBeLessThan(0.27 * rawBytes);
+    const wire = bytesOf(cluster.counting.sent, BLOB_TYPES, 'payloadBytes');
+    console.log(`uint8 source: ${wire} blob bytes on the wire for ${rawBytes} float32 weight bytes`);
+    expect(wire).toBeLessThanOrEqual(weightBytes + topologyBytes);
+    const input = await sample(model);
+    const r = await cluster.coordinator.infer('m', [input]);
+    expect(r.degraded).toBe(false);
+    expect(Array.from(r.outputs[0]!.data as Float32Array)).toEqual(Array.from(await predict(model, input)));
     model.dispose();
   });
 });

@@ -1,13 +1,19 @@
 /**
  * A model prepared for the cluster: partitioned at its cuts, each stage serialised into
- * content-addressed blobs (its model.json and one blob per weight tensor, optionally
- * quantized), with what placing a stage requires.
+ * content-addressed blobs (its model.json and one blob per weight tensor, quantized as the
+ * operator asks or as the model's own artifacts were), with what placing a stage requires.
  *
  * @module
  */
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { analyzeModel } from '../model/analyze.js';
+import {
+  checkWeightQuantization,
+  sourceWeightQuantization,
+  type WeightQuantizationByName,
+} from '../model/source-quantization.js';
+import { stageTotals } from '../model/stage-totals.js';
 import type { ModelAnalysis } from '../model/types.js';
 import { type Partition, type PartitionStage, partitionModel } from '../partition/partition.js';
 import { runStage } from '../partition/run-partition.js';
@@ -16,6 +22,7 @@ import {
   roundModelWeights,
   WEIGHT_QUANTIZATIONS,
   type WeightQuantization,
+  type WeightQuantizationPlan,
 } from '../partition/weight-quantization.js';
 import { type StageKey, stageKey } from '../protocol/messages.js';
 import type { StageRequirement } from '../scheduler.js';
@@ -37,12 +44,21 @@ export interface DeploymentSpec {
   /** Estimated ms per example for each stage (from the planner); defaults to FLOPs-based. */
   readonly stageMs?: readonly number[] | undefined;
   /**
-   * Ship the weights quantized, in TF.js's own format (`float16`: 2 bytes per value, `uint8`:
-   * 1 byte, affine per tensor); workers dequantize to float32 as they load. Default: float32.
+   * Ship every float32 weight quantized, in TF.js's own format (`float16`: 2 bytes per value,
+   * `uint8`: 1 byte, affine per tensor); workers dequantize to float32 as they load. When set
+   * it wins over {@link sourceWeightQuantization}. Default: each weight as its source stored it.
    * The model's own weights are rounded in place to the same dequantized values, so the
    * master's degraded-mode run ({@link Deployment.runLocal}) computes what the workers do.
    */
   readonly weightQuantization?: WeightQuantization | undefined;
+  /**
+   * How the artifacts the model came from stored its weights, by weight name (see
+   * `manifestWeightQuantization`): unless {@link weightQuantization} is set, those weights ship
+   * in that same form (the same codes, for a model loaded from them) rather than as float32.
+   * Default: what core's `loadLayersModel` read for this model (`sourceWeightQuantization`);
+   * pass `{}` to ship float32.
+   */
+  readonly sourceWeightQuantization?: WeightQuantizationByName | undefined;
 }
 
 /** One stage of a {@link Deployment}. */
@@ -84,15 +100,20 @@ export async function createDeployment(spec: DeploymentSpec): Promise<Deployment
       `weightQuantization must be one of ${WEIGHT_QUANTIZATIONS.join(', ')}, got ${JSON.stringify(spec.weightQuantization)}`,
     );
   }
+  const source = spec.sourceWeightQuantization ?? sourceWeightQuantization(spec.model);
+  checkWeightQuantization(spec.model, source);
+  const quantization: WeightQuantizationPlan | undefined =
+    spec.weightQuantization ?? (Object.keys(source).length > 0 ? source : undefined);
   // Workers will compute with the dequantized weights: so does the master from now on.
-  if (spec.weightQuantization !== undefined) roundModelWeights(spec.model, spec.weightQuantization);
+  if (quantization !== undefined) roundModelWeights(spec.model, quantization);
   const analysis = analyzeModel(spec.model);
   const partition = partitionModel(spec.model, spec.cuts);
+  const totals = stageTotals(analysis);
   const stages: DeploymentStage[] = [];
   for (const stage of partition.stages) {
-    const blobs = await stageToBlobs(stage.model, { quantization: spec.weightQuantization });
+    const blobs = await stageToBlobs(stage.model, { quantization });
     const [start, end] = stage.layers;
-    const flops = analysis.layers.slice(start, end).reduce((sum, l) => sum + l.flops, 0);
+    const flops = totals.flops(start, end);
     const activationBytes = Math.max(
       ...stage.inputs.map((t) => bytesOf(t.shape)),
       ...stage.outputs.map((t) => bytesOf(t.shape)),

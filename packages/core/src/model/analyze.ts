@@ -11,10 +11,12 @@ import type { ModelAnalysis } from './types.js';
 
 /**
  * Analyses a LayersModel: for each layer of `model.layers` its class, output shapes, params,
- * weight bytes and a FLOPs estimate (see flops.ts), and for every cut position `k` in
- * `1 .. L-1` the tensors crossing it (see {@link CutInfo}). Tensor names follow the scheme
- * in tensor-names.ts. A cut is `valid` when both sides hold a computing layer (InputLayers do
- * not count) and no layer before it reads a tensor computed after it.
+ * weight bytes, a FLOPs estimate (see flops.ts) and its calls with where each runs, and for
+ * every cut position `k` in `1 .. L-1` the tensors crossing it (see {@link CutInfo}). Tensor
+ * names follow the scheme in tensor-names.ts. A cut is `valid` when both sides run a call of a
+ * computing layer (InputLayers do not count). A shared layer whose calls fall on both sides
+ * of a cut does not make it invalid: both stages hold the layer (see `stageTotals` for the
+ * weight bytes of a stage).
  *
  * @throws DinferError PARTITION_UNSUPPORTED when the graph cannot be walked.
  */

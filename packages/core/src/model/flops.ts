@@ -146,8 +146,3 @@ export function estimateNodeFlops(node: GraphNode): number {
       return outElements;
   }
 }
-
-/** Estimated FLOPs of all applications of a layer within a model, for one example. */
-export function estimateLayerFlops(nodes: readonly GraphNode[]): number {
-  return nodes.reduce((sum, node) => sum + estimateNodeFlops(node), 0);
-}

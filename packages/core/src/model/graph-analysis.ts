@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { estimateLayerFlops } from './flops.js';
+import { estimateNodeFlops } from './flops.js';
 import {
   bytesPerExample,
   type GraphTensor,
@@ -29,13 +29,14 @@ export function layerWeightBytes(layer: Layer): number {
 function crosses(tensor: GraphTensor, k: number): boolean {
   if (tensor.position >= k) return false;
   if (tensor.outputIndices.length > 0) return true;
-  return tensor.consumers.some((c) => c.layerIndex >= k);
+  return tensor.consumers.some((c) => c.position >= k);
 }
 
 /**
- * The tensors crossing cut `k` (layers `[0, k)` before, `[k, L)` after), in a stable order:
- * model inputs in model order, then intermediate tensors in the graph's topological order.
- * Model outputs produced before the cut cross it; model inputs cross it when read after it.
+ * The tensors crossing cut `k` (calls at positions `[0, k)` before, `[k, L)` after, see
+ * `GraphNode.position`), in a stable order: model inputs in model order, then
+ * intermediate tensors in the graph's topological order. Model outputs produced before the
+ * cut cross it; model inputs cross it when read after it.
  * @internal
  */
 export function crossingTensors(graph: ModelGraph, k: number): GraphTensor[] {
@@ -45,38 +46,36 @@ export function crossingTensors(graph: ModelGraph, k: number): GraphTensor[] {
 /** Per cut position `k` (index `k` of the result, 0 and L unused): whether it is a valid cut. @internal */
 export function cutValidity(graph: ModelGraph): boolean[] {
   const count = graph.layers.length;
-  // computing[k]: number of non-input layers with at least one node among layers [0, k).
-  const computing = [0];
-  graph.layers.forEach((layer, i) => {
-    const isComputing = !isInputLayer(layer) && (graph.nodesByLayer[i]?.length ?? 0) > 0;
-    computing.push(computing[i]! + (isComputing ? 1 : 0));
-  });
-  const total = computing[count]!;
+  // callsBefore[k]: calls at positions [0, k). Every call computes: InputLayers have none.
+  const callsBefore = new Array<number>(count + 1).fill(0);
+  for (const node of graph.nodes) callsBefore[node.position + 1]! += 1;
+  for (let k = 1; k <= count; k++) callsBefore[k]! += callsBefore[k - 1]!;
+  const total = callsBefore[count]!;
   const valid: boolean[] = [];
   for (let k = 0; k <= count; k++) {
-    valid.push(k > 0 && k < count && computing[k]! > 0 && total - computing[k]! > 0);
-  }
-  // A cut k is not causal when a tensor produced at position p >= k is read at position < k
-  // (a shared layer applied again after a later layer).
-  for (const tensor of graph.tensors) {
-    if (tensor.position < 0) continue;
-    for (const consumer of tensor.consumers) {
-      for (let k = consumer.layerIndex + 1; k <= tensor.position; k++) valid[k] = false;
-    }
+    valid.push(k > 0 && k < count && callsBefore[k]! > 0 && total - callsBefore[k]! > 0);
   }
   return valid;
 }
 
+const quoted = (layers: readonly Layer[]): string => layers.map((l) => `"${l.name}"`).join(', ');
+
 /**
- * True when every stage `[cuts[i-1], cuts[i])` has at least one computing layer. A cut set can
- * be invalid even though each cut is valid on its own (two cuts around an InputLayer). @internal
+ * Why the stage `[start, end)` would compute nothing, or `undefined` when some call runs in
+ * it. A cut set can leave such a stage even though each cut is valid on its own (two cuts
+ * around an InputLayer). @internal
  */
-export function stageHasComputingLayer(graph: ModelGraph, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) {
-    const layer = graph.layers[i]!;
-    if (!isInputLayer(layer) && (graph.nodesByLayer[i]?.length ?? 0) > 0) return true;
+export function idleStageReason(graph: ModelGraph, start: number, end: number): string | undefined {
+  if (graph.nodes.some((n) => n.position >= start && n.position < end)) return undefined;
+  const listed = graph.layers.slice(start, end);
+  const inputs = listed.filter(isInputLayer);
+  const deferred = listed.filter((l) => !isInputLayer(l));
+  const why: string[] = [];
+  if (inputs.length > 0) why.push(`it would hold only the InputLayer(s) ${quoted(inputs)}`);
+  if (deferred.length > 0) {
+    why.push(`every call of ${quoted(deferred)} reads a tensor computed after it, so runs in a later stage`);
   }
-  return false;
+  return `stage [${start}, ${end}) would hold no computing layer: ${why.join('; ')}`;
 }
 
 function crossingOf(tensor: GraphTensor): CrossingTensor {
@@ -87,6 +86,7 @@ function crossingOf(tensor: GraphTensor): CrossingTensor {
 export function analyzeGraph(graph: ModelGraph): ModelAnalysis {
   const layers: LayerInfo[] = graph.layers.map((layer, index) => {
     const nodes = graph.nodesByLayer[index] ?? [];
+    const calls = nodes.map((node) => ({ position: node.position, flops: estimateNodeFlops(node) }));
     const outputShapes: SymbolicShape[] =
       nodes.length > 0
         ? nodes.flatMap((n) => n.outputs.map((t) => t.shape))
@@ -98,7 +98,8 @@ export function analyzeGraph(graph: ModelGraph): ModelAnalysis {
       outputShapes,
       params: layer.countParams(),
       weightBytes: layerWeightBytes(layer),
-      flops: estimateLayerFlops(nodes),
+      flops: calls.reduce((sum, call) => sum + call.flops, 0),
+      calls,
     };
   });
   const validity = cutValidity(graph);

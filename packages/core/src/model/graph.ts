@@ -30,7 +30,7 @@ export interface GraphTensor {
   readonly dtype: DType;
   /** The node that computes it; `undefined` for a model input. */
   readonly producer: GraphNode | undefined;
-  /** Position of the producing layer in `model.layers`; -1 for model inputs. */
+  /** Where it is computed: its producer's {@link GraphNode.position}; -1 for model inputs. */
   readonly position: number;
   /** Nodes that read it, in topological order. */
   readonly consumers: GraphNode[];
@@ -45,6 +45,15 @@ export interface GraphNode {
   readonly layer: Layer;
   /** Position of the layer in `model.layers`. */
   readonly layerIndex: number;
+  /**
+   * Where this call runs along `model.layers`: its layer's index, unless it reads a tensor
+   * computed further on (TF.js lists a shared layer at its first call, so a later call of it
+   * may read the output of a layer listed after it); then the position of the latest such
+   * tensor. A cut at `k` puts the calls at positions `< k` before it, so every call runs
+   * after the calls it reads from, and a shared layer whose calls fall on both sides of a
+   * cut is held by every stage that calls it.
+   */
+  readonly position: number;
   /** Index of this node in `layer.inboundNodes`. */
   readonly nodeIndex: number;
   readonly node: KerasNode;
@@ -186,9 +195,11 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
       if (!tensor) throw unsupported(`graph walk lost tensor ${key} feeding "${layer.name}"`, { key });
       return tensor;
     });
+    const position = nodeInputs.reduce((latest, t) => Math.max(latest, t.position), index);
     const graphNode: GraphNode = {
       layer,
       layerIndex: index,
+      position,
       nodeIndex,
       node,
       inputs: nodeInputs,
@@ -202,7 +213,7 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
         shape: [...t.shape],
         dtype: toDType(t.dtype),
         producer: graphNode,
-        position: index,
+        position,
         consumers: [],
         outputIndices: [],
         inputIndex: undefined,

@@ -9,6 +9,7 @@ import { DinferError, DinferErrorCode } from '../errors.js';
 import type { ReadModelOptions } from './artifacts.js';
 import { readArtifactsFromFile, writeModelArtifacts } from './fs-handler.js';
 import { isHttpSource, readArtifactsFromHttp } from './http-loader.js';
+import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
 
 export type { ReadModelOptions } from './artifacts.js';
 
@@ -43,7 +44,8 @@ export function readModelArtifacts(
 }
 
 /**
- * Builds a LayersModel from already-read artifacts.
+ * Builds a LayersModel from already-read artifacts, remembering how they stored its weights
+ * (see `sourceWeightQuantization`).
  *
  * @param path Where the artifacts came from, for messages.
  * @throws DinferError MODEL_UNSUPPORTED for unknown layer classes, MODEL_CORRUPT when the
@@ -53,8 +55,9 @@ export async function modelFromArtifacts(
   artifacts: tf.io.ModelArtifacts,
   path = '<memory>',
 ): Promise<tf.LayersModel> {
+  let model: tf.LayersModel;
   try {
-    return await tf.loadLayersModel({ load: async () => artifacts });
+    model = await tf.loadLayersModel({ load: async () => artifacts });
   } catch (error) {
     const message = (error as Error).message ?? String(error);
     const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
@@ -64,11 +67,15 @@ export async function modelFromArtifacts(
       { details: { path }, cause: error },
     );
   }
+  rememberWeightQuantization(model, manifestWeightQuantization(artifacts.weightSpecs ?? []));
+  return model;
 }
 
 /**
  * Loads a TF.js LayersModel from a local `model.json` (weight shards beside it, read with
- * `node:fs`), a directory, a `file://` URL or an `http(s)://` URL (global `fetch`).
+ * `node:fs`), a directory, a `file://` URL or an `http(s)://` URL (global `fetch`). Weights the
+ * artifacts store quantized are dequantized to float32, and their stored form is remembered
+ * (`sourceWeightQuantization`): a deployment ships them in it.
  *
  * @throws DinferError MODEL_NOT_FOUND for a missing file, MODEL_CORRUPT for unparsable JSON,
  *   a missing `modelTopology` or weight bytes that do not match the manifest,

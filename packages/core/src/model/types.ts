@@ -18,6 +18,18 @@ export interface TensorSpec {
   readonly dtype: DType;
 }
 
+/** One call (application) of a layer inside the model. */
+export interface LayerCall {
+  /**
+   * Where the call runs along `model.layers`: the layer's own index, or, for a later call of
+   * a shared layer that reads a tensor computed further on, the position of the latest such
+   * tensor. The stage whose range `[start, end)` contains it runs the call.
+   */
+  readonly position: number;
+  /** Estimated floating point operations of this call for one example. */
+  readonly flops: number;
+}
+
 /** What analysis reports for one layer of `model.layers`. */
 export interface LayerInfo {
   /** Position in `model.layers` (topological order). */
@@ -31,8 +43,14 @@ export interface LayerInfo {
   readonly params: number;
   /** Bytes of the layer's weights. */
   readonly weightBytes: number;
-  /** Estimated floating point operations for one example (multiply-adds count as 2). */
+  /** Estimated floating point operations for one example (multiply-adds count as 2), all calls together. */
   readonly flops: number;
+  /**
+   * The layer's calls in the model (none for an `InputLayer`; several for a shared layer).
+   * Every stage that runs one of them holds the layer and its weights. Absent means one call
+   * at the layer's own index, holding all of {@link flops}.
+   */
+  readonly calls?: readonly LayerCall[] | undefined;
 }
 
 /** A tensor that crosses a cut: produced before it and consumed after it (or a model output). */
@@ -44,7 +62,7 @@ export interface CrossingTensor extends TensorSpec {
 /** What crosses the cut at index `index` (layers `[0, index)` before, `[index, L)` after). */
 export interface CutInfo {
   readonly index: number;
-  /** True when the cut is allowed (each side has at least one computing layer). */
+  /** True when the cut is allowed (each side runs at least one call of a computing layer). */
   readonly valid: boolean;
   readonly tensors: readonly CrossingTensor[];
   /** Sum of the crossing tensors' bytes for one example. */
@@ -68,7 +86,7 @@ export interface StagePlan {
   readonly layers: readonly [start: number, end: number];
   /** Estimated compute time of one example through this stage, in milliseconds. */
   readonly estimatedMs: number;
-  /** Bytes of the weights this stage holds. */
+  /** Bytes of the weights this stage holds (a shared layer's in every stage that calls it). */
   readonly weightBytes: number;
   /** Bytes per example of the tensors this stage sends on (0 for the last stage's own outputs). */
   readonly crossingBytes: number;

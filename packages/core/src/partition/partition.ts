@@ -1,11 +1,18 @@
 /**
  * Splits a LayersModel into pipeline stages at given cut indices.
  *
- * Stage `i` holds layers `[cuts[i-1], cuts[i])` (with `cuts[-1] = 0`, `cuts[n] = L`). It is a
+ * Stage `i` holds layers `[cuts[i-1], cuts[i])` (with `cuts[-1] = 0`, `cuts[n] = L`): it runs
+ * the layer calls whose position (graph.ts, `GraphNode.position`) lies in that range. It is a
  * standalone `tf.LayersModel` built by re-applying the SAME layer objects (weights shared, not
  * copied) to fresh `tf.input()` placeholders, node by node, following the original model's
  * graph snapshot (graph.ts), so the extra nodes that stage models add to shared layers are
  * never followed.
+ *
+ * A shared layer (one layer object called several times) runs each call where its inputs
+ * are: a later call that reads the output of a layer listed after the shared layer runs in
+ * the stage of that layer. When its calls fall in several stages, each of those stage models
+ * contains the layer once (so layer names stay unique in every stage model) and saves its
+ * weights: every stage that calls the layer ships with its own copy of them.
  *
  * Signatures:
  * - stage 0 takes the model inputs, in model order;
@@ -26,13 +33,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { buildModelGraph, type GraphTensor, isInputLayer, type ModelGraph, specOf } from '../model/graph.js';
-import {
-  analyzeGraph,
-  crossingTensors,
-  layerWeightBytes,
-  stageHasComputingLayer,
-} from '../model/graph-analysis.js';
+import { buildModelGraph, type GraphTensor, type ModelGraph, specOf } from '../model/graph.js';
+import { analyzeGraph, crossingTensors, idleStageReason, layerWeightBytes } from '../model/graph-analysis.js';
 import { kerasSafeName } from '../model/tensor-names.js';
 import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 
@@ -40,7 +42,10 @@ import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 export interface PartitionStage {
   /** Position of the stage in the pipeline, from 0. */
   readonly index: number;
-  /** The original model's layers it holds: `[start, end)` indices into `model.layers`. */
+  /**
+   * The range of the original `model.layers` it holds: `[start, end)`. It also holds a shared
+   * layer listed before `start` whose later calls run in this range.
+   */
   readonly layers: readonly [start: number, end: number];
   /** The standalone stage model (layers and weights shared with the original model). */
   readonly model: tf.LayersModel;
@@ -48,7 +53,7 @@ export interface PartitionStage {
   readonly inputs: readonly TensorSpec[];
   /** What the stage emits, in the stage model's output order. */
   readonly outputs: readonly TensorSpec[];
-  /** Bytes of the weights of the layers this stage holds. */
+  /** Bytes of the weights of the layers this stage calls (a shared layer's in each stage calling it). */
   readonly weightBytes: number;
 }
 
@@ -85,7 +90,7 @@ function describeValidCuts(valid: readonly number[]): string {
 function validateCuts(graph: ModelGraph, analysis: ModelAnalysis, cuts: readonly number[]): void {
   const count = graph.layers.length;
   const validCuts = analysis.cuts.filter((c) => c.valid).map((c) => c.index);
-  const allowed = `cuts must be integers in 1..${count - 1}, strictly increasing, each leaving a computing layer on both sides; valid cut positions for "${graph.name}": ${describeValidCuts(validCuts)}`;
+  const allowed = `cuts must be integers in 1..${count - 1}, strictly increasing, each stage running at least one computing layer; valid cut positions for "${graph.name}": ${describeValidCuts(validCuts)}`;
   const fail = (cut: unknown, position: number, why: string) =>
     new DinferError(
       DinferErrorCode.PARTITION_INVALID_CUT,
@@ -100,24 +105,13 @@ function validateCuts(graph: ModelGraph, analysis: ModelAnalysis, cuts: readonly
     if (typeof cut !== 'number' || !Number.isInteger(cut)) throw fail(cut, position, 'not an integer');
     if (cut < 1 || cut > count - 1) throw fail(cut, position, `out of range 1..${count - 1}`);
     if (cut <= previous) throw fail(cut, position, `not greater than the previous cut ${previous}`);
-    const info = analysis.cuts[cut - 1];
-    if (!info?.valid)
-      throw fail(
-        cut,
-        position,
-        'a side would have no computing layer, or a layer before it reads a tensor computed after it',
-      );
-    if (!stageHasComputingLayer(graph, previous, cut)) {
-      throw fail(cut, position, `stage [${previous}, ${cut}) would hold no computing layer`);
-    }
+    const idle = idleStageReason(graph, previous, cut);
+    if (idle !== undefined) throw fail(cut, position, idle);
     previous = cut;
   });
-  if (cuts.length > 0 && !stageHasComputingLayer(graph, previous, count)) {
-    throw fail(
-      cuts[cuts.length - 1],
-      cuts.length - 1,
-      `the last stage [${previous}, ${count}) would hold no computing layer`,
-    );
+  if (cuts.length > 0) {
+    const idle = idleStageReason(graph, previous, count);
+    if (idle !== undefined) throw fail(cuts[cuts.length - 1], cuts.length - 1, `the last ${idle}`);
   }
 }
 
@@ -130,8 +124,9 @@ function buildStage(
   outputs: readonly GraphTensor[],
 ): PartitionStage {
   const symbolic = new Map<string, tf.SymbolicTensor>();
-  const usedNames = new Set<string>();
-  for (let i = start; i < end; i++) usedNames.add(graph.layers[i]!.name);
+  const calls = graph.nodes.filter((node) => node.position >= start && node.position < end);
+  const layers = new Set(calls.map((node) => node.layer));
+  const usedNames = new Set([...layers].map((layer) => layer.name));
   const placeholders = inputs.map((tensor) => {
     let name = kerasSafeName(tensor.name);
     for (let n = 1; usedNames.has(name); n++) name = `${kerasSafeName(tensor.name)}_${n}`;
@@ -141,8 +136,7 @@ function buildStage(
     return placeholder;
   });
 
-  for (const node of graph.nodes) {
-    if (node.layerIndex < start || node.layerIndex >= end || isInputLayer(node.layer)) continue;
+  for (const node of calls) {
     const args = node.inputs.map((t) => {
       const value = symbolic.get(t.key);
       if (!value) {
@@ -188,14 +182,8 @@ function buildStage(
     outputs: stageOutputs,
     name: `${graph.name}_stage${index}`,
   });
-  const seen = new Set<tf.layers.Layer>();
   let weightBytes = 0;
-  for (let i = start; i < end; i++) {
-    const layer = graph.layers[i]!;
-    if (seen.has(layer)) continue;
-    seen.add(layer);
-    weightBytes += layerWeightBytes(layer);
-  }
+  for (const layer of layers) weightBytes += layerWeightBytes(layer);
   return {
     index,
     layers: [start, end],
@@ -211,8 +199,8 @@ function buildStage(
  * documentation for the signatures). An empty `cuts` gives one stage equivalent to the model.
  *
  * @throws DinferError PARTITION_INVALID_CUT when a cut is not an integer, out of `1..L-1`, not
- *   strictly increasing, leaves a stage without a computing layer, or is not causal (a shared
- *   layer re-applied after a later layer); `details.cut` names the offending cut.
+ *   strictly increasing, or leaves a stage that computes nothing (only InputLayers); the
+ *   message says which, and `details.cut` names the offending cut.
  * @throws DinferError PARTITION_UNSUPPORTED when the model graph cannot be walked.
  */
 export function partitionModel(model: tf.LayersModel, cuts: readonly number[]): Partition {

@@ -6,8 +6,9 @@
  * path is `<sha256>.bin`: written to a directory beside `model.json` the blobs are standard
  * TF.js artifacts that plain `tf.loadLayersModel` reads. Two versions of a model that share
  * unchanged tensors share those blobs, so a worker holding them is sent nothing for them.
- * With {@link StageToBlobsOptions.quantization} the float32 tensors are stored quantized in
- * TF.js's own format (see `weight-quantization.ts`). The same model always gives the same
+ * With {@link StageToBlobsOptions.quantization} float32 tensors are stored quantized in
+ * TF.js's own format (see `weight-quantization.ts`): all of them in one form, or each in the
+ * form its source artifacts used. The same model always gives the same
  * bytes, so the names are stable across runs and a worker's cache stays valid.
  *
  * @module
@@ -23,7 +24,7 @@ import {
   weightEntryBytes,
 } from '../model/artifacts.js';
 import { modelFromArtifacts, modelToArtifacts } from '../model/io.js';
-import { quantizeWeight, type WeightQuantization } from './weight-quantization.js';
+import { plannedQuantization, quantizeWeight, type WeightQuantizationPlan } from './weight-quantization.js';
 
 /** One weight tensor of a stage as a blob. */
 export interface TensorBlob {
@@ -52,8 +53,11 @@ export interface StageBlobs {
 
 /** Options for {@link stageToBlobs}. */
 export interface StageToBlobsOptions {
-  /** Store float32 weights as float16 or affine uint8 (TF.js `quantization` format). Default: float32. */
-  readonly quantization?: WeightQuantization | undefined;
+  /**
+   * Store float32 weights quantized (TF.js `quantization` format): every one as float16 or
+   * affine uint8, or those a per-weight plan names in the form it gives. Default: float32.
+   */
+  readonly quantization?: WeightQuantizationPlan | undefined;
 }
 
 /** The path a stage's `model.json` gives the blob `sha256`. */
@@ -98,9 +102,10 @@ export async function stageToBlobs(
     rawWeightBytes += size;
     let bytes: Uint8Array = raw;
     let entry: tf.io.WeightsManifestEntry = { name: spec.name, shape: spec.shape, dtype: spec.dtype };
-    if (options.quantization !== undefined && spec.dtype === 'float32') {
+    const form = plannedQuantization(options.quantization, spec.name, spec.dtype);
+    if (form !== undefined) {
       const values = new Float32Array(raw.slice().buffer);
-      const quantized = quantizeWeight(values, options.quantization, spec.name);
+      const quantized = quantizeWeight(values, form, spec.name);
       bytes = quantized.bytes;
       entry = { ...entry, quantization: quantized.quantization };
     }

@@ -9,6 +9,7 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { type StageTotals, spreadOverCalls, stageTotals } from '../model/stage-totals.js';
 import type { CutInfo, ModelAnalysis, Plan, StagePlan } from '../model/types.js';
 import { type CostModelOptions, estimateLayerCosts } from './cost-model.js';
 
@@ -64,8 +65,9 @@ const TIE_EPSILON = 1e-9;
 interface CostContext {
   readonly layerCount: number;
   readonly costs: readonly number[];
+  /** Prefix sums of the time spent at each position (a shared layer's calls where they run). */
   readonly costPrefix: Float64Array;
-  readonly weightPrefix: Float64Array;
+  readonly totals: StageTotals;
   readonly cutsByIndex: ReadonlyMap<number, CutInfo>;
   readonly linkBytesPerMs: number;
   readonly batchSize: number;
@@ -127,8 +129,8 @@ function buildContext(analysis: ModelAnalysis, options: PlanOptions): CostContex
   return {
     layerCount,
     costs,
-    costPrefix: prefixSums(costs),
-    weightPrefix: prefixSums(analysis.layers.map((l) => l.weightBytes)),
+    costPrefix: prefixSums(spreadOverCalls(analysis, costs)),
+    totals: stageTotals(analysis),
     cutsByIndex,
     linkBytesPerMs,
     batchSize,
@@ -155,7 +157,7 @@ function computeMs(ctx: CostContext, start: number, end: number): number {
 }
 
 function weightBytes(ctx: CostContext, start: number, end: number): number {
-  return ctx.weightPrefix[end]! - ctx.weightPrefix[start]!;
+  return ctx.totals.weightBytes(start, end);
 }
 
 /** Compute plus transfer time of the stage `[start, end)`. */

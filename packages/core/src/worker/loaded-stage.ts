@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { disposeModel } from '../model/dispose-model.js';
 import { modelFromBlobs } from '../partition/stage-artifacts.js';
 import type { StageKey } from '../protocol/messages.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
@@ -152,7 +153,7 @@ class StageInstance implements LoadedStage {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    this.model.dispose();
+    disposeModel(this.model);
   }
 }
 
