@@ -12,7 +12,7 @@ import { type Partition, partitionModel } from '../src/partition/partition.js';
 import { type RunnablePartition, runPartition } from '../src/partition/run-partition.js';
 import { modelFromBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { evaluateCuts, planCuts } from '../src/plan/planner.js';
-import { stageKey } from '../src/protocol/cluster-messages.js';
+import { stageKey } from '../src/protocol/messages.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, fixtures, sampleInputs } from './fixtures/models.js';
 import { loadShippedStage } from './fixtures/stage-blobs.js';
