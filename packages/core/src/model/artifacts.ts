@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
+
 import * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 
 /** Options shared by the artifact readers. */
@@ -176,11 +177,9 @@ export function joinWeightData(data: tf.io.WeightData | undefined): ArrayBuffer 
 
 /** Hex SHA-256 of weight data, in manifest order. */
 export function sha256Hex(data: tf.io.WeightData | Uint8Array | undefined): string {
-  const hash = createHash('sha256');
-  if (data instanceof Uint8Array) hash.update(data);
-  else if (Array.isArray(data)) for (const part of data) hash.update(new Uint8Array(part));
-  else if (data !== undefined) hash.update(new Uint8Array(data));
-  return hash.digest('hex');
+  if (data instanceof Uint8Array) return platform.sha256Hex([data]);
+  if (Array.isArray(data)) return platform.sha256Hex(data.map((part) => new Uint8Array(part)));
+  return platform.sha256Hex(data === undefined ? [] : [new Uint8Array(data)]);
 }
 
 /** Builds ModelArtifacts from a checked `model.json` and its (already read) weight bytes. */

@@ -13,8 +13,9 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
+
 import type * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import {
   artifactsFromJson,
@@ -66,7 +67,7 @@ export function tensorBlobPath(sha256: string): string {
 }
 
 function sha256Of(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return platform.sha256Hex([bytes]);
 }
 
 /**

@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { performance } from 'node:perf_hooks';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';

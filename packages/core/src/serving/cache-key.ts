@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
+import { platform } from '#platform';
 import type { TensorData } from '../tensor/types.js';
 
 /**
@@ -13,16 +13,18 @@ import type { TensorData } from '../tensor/types.js';
  * Tensor names are left out: they do not change the answer.
  */
 export function resultCacheKey(model: string, version: string, inputs: readonly TensorData[]): string {
-  const hash = createHash('sha256');
-  const header = JSON.stringify({
-    model,
-    version,
-    inputs: inputs.map((t) => ({ dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength })),
-  });
-  const length = Buffer.alloc(4);
-  length.writeUInt32LE(Buffer.byteLength(header));
-  hash.update(length);
-  hash.update(header);
-  for (const t of inputs) hash.update(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-  return hash.digest('hex');
+  const header = new TextEncoder().encode(
+    JSON.stringify({
+      model,
+      version,
+      inputs: inputs.map((t) => ({ dtype: t.dtype, shape: t.shape, bytes: t.data.byteLength })),
+    }),
+  );
+  const length = new Uint8Array(4);
+  new DataView(length.buffer).setUint32(0, header.byteLength, true);
+  return platform.sha256Hex([
+    length,
+    header,
+    ...inputs.map((t) => new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength)),
+  ]);
 }

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { type Metrics, noopMetrics } from '../metrics.js';

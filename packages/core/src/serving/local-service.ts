@@ -4,7 +4,6 @@
  *
  * @module
  */
-import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { DType, TensorSpec } from '../model/types.js';

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { deflateRawSync } from 'node:zlib';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { parseMessage } from '../protocol/messages.js';
 import type { Connection } from '../transport.js';
@@ -85,7 +85,7 @@ export async function sendBlobChunks(
     let payload: Uint8Array = raw;
     let compression: 'none' | 'deflate' = 'none';
     if (compress && raw.byteLength > 0) {
-      const deflated = deflateRawSync(raw, { level: 1 });
+      const deflated = platform.deflateRaw(raw, 1);
       if (deflated.byteLength < raw.byteLength) {
         payload = deflated;
         compression = 'deflate';

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 
 /**
@@ -116,10 +116,9 @@ export function encodeDelta(
   const compression: DeltaCompression =
     lane === 4 ? 'shuffle4+deflate' : lane === 2 ? 'shuffle2+deflate' : 'deflate';
   const packed = xorShuffled(base, target, lane);
-  const deflated = deflateRawSync(packed, { level });
   return {
     compression,
-    bytes: new Uint8Array(deflated.buffer, deflated.byteOffset, deflated.byteLength),
+    bytes: platform.deflateRaw(packed, level),
     totalBytes: target.byteLength,
   };
 }
@@ -157,8 +156,7 @@ export function applyDelta(
   }
   let packed: Uint8Array;
   try {
-    const inflated = inflateRawSync(delta, { maxOutputLength: Math.max(1, totalBytes) });
-    packed = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
+    packed = platform.inflateRaw(delta, totalBytes);
   } catch (error) {
     throw new DinferError(DinferErrorCode.PROTOCOL, `delta does not inflate to ${totalBytes} bytes`, {
       cause: error,

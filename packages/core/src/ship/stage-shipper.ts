@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { deflateRawSync } from 'node:zlib';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageBlobs, TensorBlob } from '../partition/stage-artifacts.js';
 import { parseMessage } from '../protocol/messages.js';
@@ -101,7 +101,7 @@ function deflatedSize(bytes: Uint8Array, chunkBytes: number): number {
   let total = 0;
   for (let offset = 0; offset < bytes.byteLength; offset += chunkBytes) {
     const raw = bytes.subarray(offset, Math.min(offset + chunkBytes, bytes.byteLength));
-    total += Math.min(raw.byteLength, deflateRawSync(raw, { level: 1 }).byteLength);
+    total += Math.min(raw.byteLength, platform.deflateRaw(raw, 1).byteLength);
   }
   deflatedMemo.set(bytes, { chunkBytes, bytes: total });
   return total;

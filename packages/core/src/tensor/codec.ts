@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { checkShape, parseTensorDescriptors, type TensorLimits } from './descriptor.js';
 import { float16ToFloat32, float32ToFloat16 } from './fp16.js';
@@ -151,9 +151,9 @@ export function encodeTensors(
     }
     let compression: 'none' | 'deflate' = 'none';
     if (threshold !== undefined && bytes.byteLength > threshold) {
-      const deflated = deflateRawSync(bytes, { level });
+      const deflated = platform.deflateRaw(bytes, level);
       if (deflated.byteLength < bytes.byteLength) {
-        bytes = new Uint8Array(deflated.buffer, deflated.byteOffset, deflated.byteLength);
+        bytes = deflated;
         compression = 'deflate';
       }
     }
@@ -201,9 +201,9 @@ export function decodeTensors(
     }
     let bytes = attachment;
     if (descriptor.compression === 'deflate') {
-      let inflated: Buffer;
+      let inflated: Uint8Array;
       try {
-        inflated = inflateRawSync(attachment, { maxOutputLength: Math.max(1, encodedBytes) });
+        inflated = platform.inflateRaw(attachment, encodedBytes);
       } catch (error) {
         throw new DinferError(
           DinferErrorCode.TENSOR_INVALID,

@@ -5,8 +5,7 @@
  *
  * @module
  */
-import { createHash } from 'node:crypto';
-import { inflateRawSync } from 'node:zlib';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -83,9 +82,8 @@ export class BlobReceiver {
     const payload = attachments[0]!;
     let raw: Uint8Array = payload;
     if (message.compression === 'deflate') {
-      let inflated: Buffer;
       try {
-        inflated = inflateRawSync(payload, { maxOutputLength: Math.max(1, rawBytes) });
+        raw = platform.inflateRaw(payload, rawBytes);
       } catch (error) {
         throw new DinferError(
           DinferErrorCode.PROTOCOL,
@@ -95,7 +93,6 @@ export class BlobReceiver {
           },
         );
       }
-      raw = new Uint8Array(inflated.buffer, inflated.byteOffset, inflated.byteLength);
     }
     if (raw.byteLength !== rawBytes) {
       throw new DinferError(
@@ -146,7 +143,7 @@ export class BlobReceiver {
     }
     const baseBytes = await this.#store.read(base);
     const rebuilt = applyDelta(baseBytes, attachments[0]!, message.compression, totalBytes);
-    const actual = createHash('sha256').update(rebuilt).digest('hex');
+    const actual = platform.sha256Hex([rebuilt]);
     if (actual !== sha256) {
       this.#logger.warn({ sha256, actual, base }, 'blob rebuilt from a delta has the wrong hash, discarded');
       throw new DinferError(

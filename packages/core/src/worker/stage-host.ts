@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -193,7 +194,7 @@ export class StageHost {
     const queued = this.#queue.busy;
     try {
       outcome = await this.#queue.run(async () => {
-        if (queued) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (queued) await platform.yieldToEventLoop();
         // Looked up again: the stage may have been unloaded while the request waited.
         const stage = this.#stages.get(message.key);
         if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);

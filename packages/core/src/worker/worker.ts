@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -407,7 +408,7 @@ class Worker implements DinferWorker {
   /** Resolves once every running handler is done and its reply has been handed to the connection. */
   async #settleHandlers(): Promise<void> {
     while (this.#inflight.size > 0) await Promise.all([...this.#inflight]);
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await platform.yieldToEventLoop();
   }
 
   async #handle(request: Envelope, context: RequestContext): Promise<Envelope> {
