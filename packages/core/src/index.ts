@@ -26,6 +26,7 @@ export * from './model/source-quantization.js';
 export * from './model/stage-totals.js';
 export * from './model/tensor-names.js';
 export * from './model/types.js';
+export * from './node/disk-blob-store.js';
 export * from './partition/manifest.js';
 export * from './partition/partition.js';
 export * from './partition/run-partition.js';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
-import { createBlobStore } from '../src/ship/blob-store.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {

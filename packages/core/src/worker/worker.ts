@@ -4,6 +4,7 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
+import { createBlobStore } from '../node/disk-blob-store.js';
 import {
   messageEnvelope,
   type ProtocolMessage,
@@ -12,7 +13,7 @@ import {
   type StageKey,
 } from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
-import { type BlobStore, createBlobStore } from '../ship/blob-store.js';
+import type { BlobStore } from '../ship/blob-store.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
 import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
 import { BlobReceiver } from './blob-receiver.js';
