@@ -48,6 +48,8 @@ export const DinferErrorCode = {
   NO_WORKER: 'DINFER_ERR_NO_WORKER',
   /** A queue is full; the caller should retry later. */
   OVERLOADED: 'DINFER_ERR_OVERLOADED',
+  /** A cache cannot take the bytes offered without evicting what is in use (pinned). */
+  CACHE_FULL: 'DINFER_ERR_CACHE_FULL',
   /** A bytes' hash does not match the expected SHA-256. */
   HASH_MISMATCH: 'DINFER_ERR_HASH_MISMATCH',
   /** A new model version could not be rolled out; the previous version keeps serving. */

@@ -58,6 +58,7 @@ export * from './serving/validate-inputs.js';
 export * from './ship/blob-shipper.js';
 export * from './ship/blob-store.js';
 export * from './ship/delta.js';
+export * from './ship/memory-blob-store.js';
 export * from './ship/stage-shipper.js';
 export * from './tensor/codec.js';
 export * from './tensor/descriptor.js';

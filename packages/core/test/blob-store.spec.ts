@@ -1,11 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { createBlobStore } from '../src/node/disk-blob-store.js';
+import { memoryBlobStore } from '../src/ship/memory-blob-store.js';
+import { blobStoreSuite } from '../src/testing/blob-store-suite.js';
+import { patternBytes, rejection } from '../src/testing/suite-helpers.js';
 
 const dirs: string[] = [];
 async function tempDir(): Promise<string> {
@@ -19,78 +23,24 @@ afterEach(async () => {
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
-/** `n` bytes of a deterministic pattern that depends on `seed`. */
-function bytesOf(n: number, seed: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i++) out[i] = (i * 31 + seed * 17 + ((i * seed) >> 3)) & 0xff;
-  return out;
-}
+describe('createBlobStore passes the blob store compliance suite', () => {
+  blobStoreSuite(it, async ({ maxBytes }) => createBlobStore({ dir: await tempDir(), maxBytes }));
+});
 
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
+describe('memoryBlobStore passes the blob store compliance suite', () => {
+  blobStoreSuite(it, ({ maxBytes }) => memoryBlobStore({ maxBytes }));
+});
 
 describe('createBlobStore', () => {
-  it('stores, lists and reads blobs by their SHA-256', async () => {
-    const store = createBlobStore({ dir: await tempDir() });
-    const data = bytesOf(5000, 1);
-    const id = await store.put(data);
-    expect(id).toBe(sha(data));
-    expect(store.has(id)).toBe(true);
-    expect(store.list()).toEqual([id]);
-    expect(store.totalBytes()).toBe(5000);
-    expect(Buffer.from(await store.read(id)).equals(Buffer.from(data))).toBe(true);
-    // Putting the same bytes again stores nothing new.
-    expect(await store.put(data)).toBe(id);
-    expect(store.totalBytes()).toBe(5000);
-  });
-
-  it('assembles a blob from chunks and verifies it on complete', async () => {
-    const store = createBlobStore({ dir: await tempDir() });
-    const data = bytesOf(10_000, 2);
-    const id = sha(data);
-    expect(await store.append(id, 0, data.subarray(0, 4000), data.byteLength)).toBe(4000);
-    expect(store.receivedBytes(id)).toBe(4000);
-    expect(store.has(id)).toBe(false);
-    expect(store.list()).toEqual([]);
-    expect(await store.append(id, 4000, data.subarray(4000), data.byteLength)).toBe(10_000);
-    await store.complete(id);
-    expect(store.has(id)).toBe(true);
-    expect(store.receivedBytes(id)).toBe(0);
-    expect(Buffer.from(await store.read(id)).equals(Buffer.from(data))).toBe(true);
-  });
-
-  it('refuses a chunk that does not start at the resume point, naming the expected offset', async () => {
-    const store = createBlobStore({ dir: await tempDir() });
-    const data = bytesOf(100, 3);
-    const id = sha(data);
-    await store.append(id, 0, data.subarray(0, 40), 100);
-    const error = await rejection(store.append(id, 60, data.subarray(60), 100));
-    expect(isDinferError(error, DinferErrorCode.PROTOCOL)).toBe(true);
-    expect((error as { details: Record<string, unknown> }).details.expectedOffset).toBe(40);
-    // A chunk past totalBytes and a changed totalBytes are refused too.
-    expect(
-      isDinferError(await rejection(store.append(id, 40, bytesOf(70, 1), 100)), DinferErrorCode.PROTOCOL),
-    ).toBe(true);
-    expect(
-      isDinferError(await rejection(store.append(id, 40, data.subarray(40), 120)), DinferErrorCode.PROTOCOL),
-    ).toBe(true);
-    expect(store.receivedBytes(id)).toBe(40);
-  });
-
   it('resumes a partial blob after a restart and keeps complete blobs', async () => {
     const dir = await tempDir();
-    const kept = bytesOf(3000, 4);
-    const data = bytesOf(8000, 5);
+    const kept = patternBytes(3000, 4);
+    const data = patternBytes(8000, 5);
     const id = sha(data);
     const first = createBlobStore({ dir });
     const keptId = await first.put(kept);
     await first.append(id, 0, data.subarray(0, 3000), data.byteLength);
+    await first.close(); // the worker stops
 
     const second = createBlobStore({ dir });
     expect(second.list()).toEqual([keptId]);
@@ -107,7 +57,7 @@ describe('createBlobStore', () => {
   it('discards tampered data with HASH_MISMATCH and never lists it', async () => {
     const dir = await tempDir();
     const store = createBlobStore({ dir });
-    const data = bytesOf(2048, 6);
+    const data = patternBytes(2048, 6);
     const id = sha(data);
     const tampered = data.slice();
     tampered[1000] = (tampered[1000]! + 1) & 0xff;
@@ -117,50 +67,21 @@ describe('createBlobStore', () => {
     expect(store.has(id)).toBe(false);
     expect(store.list()).toEqual([]);
     expect(store.receivedBytes(id)).toBe(0);
-    expect(existsSync(join(dir, 'partial', id))).toBe(false);
+    expect((await readdir(join(dir, 'partial'))).filter((name) => name.startsWith(id))).toEqual([]);
     expect(isDinferError(await rejection(store.read(id)), DinferErrorCode.MODEL_NOT_FOUND)).toBe(true);
     expect(createBlobStore({ dir }).list()).toEqual([]);
-  });
-
-  it('refuses to complete a blob that is not fully received', async () => {
-    const store = createBlobStore({ dir: await tempDir() });
-    const data = bytesOf(500, 7);
-    const id = sha(data);
-    await store.append(id, 0, data.subarray(0, 200), 500);
-    expect(isDinferError(await rejection(store.complete(id)), DinferErrorCode.PROTOCOL)).toBe(true);
-    expect(store.receivedBytes(id)).toBe(200);
-  });
-
-  it('evicts the least recently used unpinned blobs beyond maxBytes', async () => {
-    const store = createBlobStore({ dir: await tempDir(), maxBytes: 3000 });
-    const [a, b, c, d, e] = await Promise.all([1, 2, 3, 4, 5].map(async (seed) => bytesOf(1000, seed)));
-    const ida = await store.put(a!);
-    const idb = await store.put(b!);
-    const idc = await store.put(c!);
-    await store.read(ida); // a becomes the most recently used
-    const idd = await store.put(d!); // evicts b, the least recently used
-    expect(store.has(idb)).toBe(false);
-    expect(store.list()).toEqual([idc, ida, idd]);
-    expect(store.totalBytes()).toBe(3000);
-
-    store.pin(idc);
-    const ide = await store.put(e!); // c is pinned, so a (next in line) goes
-    expect(store.list()).toEqual([idc, idd, ide]);
-    store.unpin(idc);
-    const idb2 = await store.put(b!); // now c goes
-    expect(store.list()).toEqual([idd, ide, idb2]);
   });
 
   it('rebuilds recency from modification times after a restart', async () => {
     const dir = await tempDir();
     const store = createBlobStore({ dir, maxBytes: 2000 });
-    const ida = await store.put(bytesOf(1000, 1));
-    const idb = await store.put(bytesOf(1000, 2));
+    const ida = await store.put(patternBytes(1000, 1));
+    const idb = await store.put(patternBytes(1000, 2));
     await utimes(join(dir, 'blobs', ida), new Date(2_000_000_000_000), new Date(2_000_000_000_000));
     await utimes(join(dir, 'blobs', idb), new Date(1_000_000_000_000), new Date(1_000_000_000_000));
     const restarted = createBlobStore({ dir, maxBytes: 2000 });
     expect(restarted.list()).toEqual([idb, ida]);
-    await restarted.put(bytesOf(1000, 3));
+    await restarted.put(patternBytes(1000, 3));
     expect(restarted.has(idb)).toBe(false);
     expect(restarted.has(ida)).toBe(true);
   });
@@ -172,9 +93,103 @@ describe('createBlobStore', () => {
     expect(createBlobStore({ dir }).list()).toEqual([]);
     expect(store.has('x')).toBe(false);
     expect(() => store.pin('../etc')).toThrow(/SHA-256/);
-    expect(isDinferError(await rejection(store.put(bytesOf(101, 1))), DinferErrorCode.INVALID_ARGUMENT)).toBe(
-      true,
-    );
+    expect(
+      isDinferError(await rejection(store.put(patternBytes(101, 1))), DinferErrorCode.INVALID_ARGUMENT),
+    ).toBe(true);
     expect(() => createBlobStore({ dir, maxBytes: 0 })).toThrow(/maxBytes/);
+  });
+
+  it('resumes a partial blob left by a process that died', async () => {
+    const dir = await tempDir();
+    const data = patternBytes(6000, 11);
+    const id = sha(data);
+    createBlobStore({ dir }); // lays out the directory
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    await writeFile(join(dir, 'partial', `${id}.${dead}.abcdef`), data.subarray(0, 2500));
+    const store = createBlobStore({ dir });
+    expect(store.receivedBytes(id)).toBe(2500);
+    expect(store.partialBytes()).toBe(2500);
+    await store.append(id, 2500, data.subarray(2500), data.byteLength);
+    await store.complete(id);
+    expect(Buffer.from(await store.read(id)).equals(Buffer.from(data))).toBe(true);
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+  });
+
+  it('lets two live stores share one directory: each receives the same blob on its own and both complete', async () => {
+    const dir = await tempDir();
+    const a = createBlobStore({ dir });
+    const b = createBlobStore({ dir });
+    const data = patternBytes(20_000, 12);
+    const id = sha(data);
+    // Interleaved chunks, as two workers of `dinfer up` receive one stage at once.
+    for (let offset = 0; offset < data.byteLength; offset += 4000) {
+      const chunk = data.subarray(offset, offset + 4000);
+      await Promise.all([
+        a.append(id, offset, chunk, data.byteLength),
+        b.append(id, offset, chunk, data.byteLength),
+      ]);
+    }
+    expect(a.receivedBytes(id)).toBe(20_000);
+    expect(b.receivedBytes(id)).toBe(20_000);
+    await Promise.all([a.complete(id), b.complete(id)]);
+    for (const store of [a, b, createBlobStore({ dir })]) {
+      expect(store.has(id)).toBe(true);
+      expect(Buffer.from(await store.read(id)).equals(Buffer.from(data))).toBe(true);
+    }
+    expect(await readdir(join(dir, 'partial'))).toEqual([]);
+  });
+
+  it('sees a blob another live store completed, and does not take its partial blobs', async () => {
+    const dir = await tempDir();
+    const early = createBlobStore({ dir });
+    const writer = createBlobStore({ dir });
+    const data = patternBytes(3000, 13);
+    const id = await writer.put(data);
+    const pending = patternBytes(3000, 14);
+    await writer.append(sha(pending), 0, pending.subarray(0, 1000), pending.byteLength);
+    expect(early.has(id)).toBe(true);
+    expect(Buffer.from(await early.read(id)).equals(Buffer.from(data))).toBe(true);
+    // The writer is alive: a store opening now leaves its partial blob alone.
+    expect(createBlobStore({ dir }).receivedBytes(sha(pending))).toBe(0);
+    expect(writer.receivedBytes(sha(pending))).toBe(1000);
+  });
+
+  it('drops a partial blob longer than the blob it is for and asks to start again at 0', async () => {
+    const dir = await tempDir();
+    const data = patternBytes(5000, 15);
+    const id = sha(data);
+    createBlobStore({ dir });
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    await writeFile(join(dir, 'partial', `${id}.${dead}.0123ab`), patternBytes(12_000, 16));
+    const store = createBlobStore({ dir });
+    expect(store.receivedBytes(id)).toBe(12_000);
+    const error = await rejection(store.append(id, 12_000, data.subarray(0, 10), data.byteLength));
+    expect(error).toMatchObject({ code: DinferErrorCode.PROTOCOL, details: { expectedOffset: 0 } });
+    expect(store.receivedBytes(id)).toBe(0);
+    expect(store.partialBytes()).toBe(0);
+    await store.append(id, 0, data, data.byteLength);
+    await store.complete(id);
+    expect(store.has(id)).toBe(true);
+  });
+
+  it('deletes orphaned partial blobs older than the stale age, and scratch files of gone stores only', async () => {
+    const dir = await tempDir();
+    const live = createBlobStore({ dir });
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    const data = patternBytes(3000, 20);
+    const stalePath = join(dir, 'partial', `${sha(data)}.${dead}.00aa11`);
+    await writeFile(stalePath, data.subarray(0, 100));
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    await utimes(stalePath, hourAgo, hourAgo);
+    await writeFile(join(dir, 'tmp', `${dead}.ffee00`), 'leftover');
+    const liveScratch = (await readdir(join(dir, 'tmp'))).filter((n) => n.startsWith(`${process.pid}.`));
+    const store = createBlobStore({ dir, stalePartialMs: 60_000 });
+    expect(store.receivedBytes(sha(data))).toBe(0);
+    expect(existsSync(stalePath)).toBe(false);
+    const left = await readdir(join(dir, 'tmp'));
+    expect(left).not.toContain(`${dead}.ffee00`);
+    for (const name of liveScratch) expect(left).toContain(name);
+    await live.close();
+    await store.close();
   });
 });

@@ -11,6 +11,7 @@ import {
   stageToBlobs,
   tensorBlobPath,
 } from '../src/partition/stage-artifacts.js';
+import { rejection } from '../src/testing/suite-helpers.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 import { joinedWeights } from './fixtures/stage-blobs.js';
@@ -21,15 +22,6 @@ beforeAll(async () => {
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 const tensorsOf = (blobs: StageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('stageToBlobs / modelFromBlobs', () => {
   it('round-trips a model: same outputs, standard model.json, one hashed blob per tensor', async () => {

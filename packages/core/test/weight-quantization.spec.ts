@@ -14,6 +14,7 @@ import {
 } from '../src/partition/stage-artifacts.js';
 import { quantizeWeight, type WeightQuantization } from '../src/partition/weight-quantization.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
+import { rejection } from '../src/testing/suite-helpers.js';
 import { fixture, prng, sampleInputs } from './fixtures/models.js';
 
 let dir: string;
@@ -39,15 +40,6 @@ async function decodeWithTfjs(bytes: Uint8Array, entry: tf.io.WeightsManifestEnt
   const data = (await tensor.data()) as Float32Array;
   tensor.dispose();
   return data;
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 describe('quantizeWeight', () => {

@@ -5,6 +5,7 @@
  * @packageDocumentation
  */
 
+export * from './blob-store-suite.js';
 export * from './counting-transport.js';
 export * from './memory-channel.js';
 export * from './memory-transport.js';

@@ -470,6 +470,8 @@ class Worker implements DinferWorker {
     await connection?.close();
     await this.#host.settleLoads();
     this.#host.unloadAll();
+    // What was being received stays resumable by the next worker on this cache.
+    await this.store.close();
   }
 }
 
