@@ -60,6 +60,19 @@ export interface InferResult {
   readonly processingTimeMs: number;
   /** True when the answer came from a result cache (see `cachingService`) rather than a computation. */
   readonly cached?: boolean | undefined;
+  /** For an ensemble (see `ensembleService`): the members that answered, with their versions and traces. */
+  readonly members?: readonly MemberResult[] | undefined;
+  /** For an ensemble answered by a quorum: the members that failed. */
+  readonly missing?: readonly string[] | undefined;
+}
+
+/** How one member of an ensemble answered. */
+export interface MemberResult {
+  readonly model: string;
+  readonly version: string;
+  readonly nodes: readonly StageTrace[];
+  readonly degraded: boolean;
+  readonly cached?: boolean | undefined;
 }
 
 /** Readiness of a service, for `/v2/health/*`. */
