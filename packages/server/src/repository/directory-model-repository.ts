@@ -1,20 +1,14 @@
 /**
- * The {@link ModelRepository} implementation.
+ * The model repository of a master started with `--model-repo DIR`: the versions on disk
+ * (`<dir>/<model>/<version>/model.json`) and those the coordinator holds. Loading a version
+ * reads it from disk and rolls it out; a failure is remembered with its reason for the index.
  *
  * @module
  */
-import {
-  type Coordinator,
-  type Deployment,
-  DinferError,
-  DinferErrorCode,
-  isDinferError,
-  type Logger,
-  type ServedModel,
-  silentLogger,
-} from '@dinfer/core';
+import { type Deployment, DinferError, DinferErrorCode, isDinferError, type ServedModel } from '@dinfer/core';
 import type { PreprocessConfig } from '../preprocess/config.js';
-import { indexEntryOf, key, REASON_NOT_LOADED, type RepositoryIndexEntry, splitKey } from './index-entry.js';
+import { HeldVersions, type Rollout } from './held-versions.js';
+import { key, REASON_NOT_LOADED, type RepositoryIndexEntry, sortEntries, splitKey } from './index-entry.js';
 import { loadRepositoryVersion, type VersionPlanning } from './load-version.js';
 import type {
   LoadOptions,
@@ -23,61 +17,44 @@ import type {
   ModelRepositoryOptions,
   UnloadOutcome,
 } from './model-repository.js';
+import { noVersionError, unknownModelError, unknownVersionError } from './repository-errors.js';
 import { type RepositoryModel, type RepositoryScan, type RepositoryVersion, scanRepository } from './scan.js';
 import type { VersionConfig } from './version-config.js';
-import { compareVersions } from './version-order.js';
 
 function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** See {@link ModelRepository}. */
+/** Options of {@link DirectoryModelRepository}: the repository's, with its directory. */
+export type DirectoryModelRepositoryOptions = ModelRepositoryOptions & { readonly dir: string };
+
+/** The directory form of {@link ModelRepository}; see the module documentation. */
 export class DirectoryModelRepository implements ModelRepository {
-  readonly dir: string | undefined;
-  readonly #coordinator: Coordinator;
+  readonly dir: string;
+  readonly #held: HeldVersions;
   readonly #planning: VersionPlanning;
-  readonly #keepStandby: number;
-  readonly #timeoutMs: number;
-  readonly #log: Logger;
-  /** The tail of each model's queue of operations. */
-  readonly #queues = new Map<string, Promise<unknown>>();
   /** Why a version failed to load, for versions the coordinator no longer holds. */
   readonly #failures = new Map<string, string>();
   readonly #attempts = new Map<string, string>();
   readonly #configs = new Map<string, VersionConfig>();
 
-  constructor(options: ModelRepositoryOptions) {
+  constructor(options: DirectoryModelRepositoryOptions) {
     this.dir = options.dir;
-    this.#coordinator = options.coordinator;
+    this.#held = new HeldVersions(options);
     this.#planning = options.planning ?? {};
-    this.#keepStandby = options.keepStandbyVersions ?? 1;
-    this.#timeoutMs = options.rolloutTimeoutMs ?? 300_000;
-    this.#log = options.logger ?? silentLogger;
-    if (!Number.isInteger(this.#keepStandby) || this.#keepStandby < 0) {
-      throw new DinferError(
-        DinferErrorCode.INVALID_ARGUMENT,
-        `keepStandbyVersions must be a non-negative integer, got ${options.keepStandbyVersions}`,
-      );
-    }
   }
 
-  async scan(): Promise<RepositoryScan> {
-    if (this.dir === undefined) {
-      throw new DinferError(
-        DinferErrorCode.INVALID_ARGUMENT,
-        'this master serves a single model (--model); start it with --model-repo to load from a repository',
-      );
-    }
+  scan(): Promise<RepositoryScan> {
     return scanRepository(this.dir);
   }
 
   async loadAll(): Promise<Deployment[]> {
     const scan = await this.scan();
-    for (const warning of scan.warnings) this.#log.warn({ repository: scan.dir }, warning);
+    for (const warning of scan.warnings) this.#held.log.warn({ repository: scan.dir }, warning);
     const deployments: Deployment[] = [];
     const problems: string[] = [];
     for (const model of scan.models) {
-      const deployment = await this.#serialize(model.name, () => this.#loadNewestReadable(model));
+      const deployment = await this.#held.serialize(model.name, () => this.#loadNewestReadable(model));
       if (deployment) deployments.push(deployment);
       else problems.push(`"${model.name}": no loadable version`);
     }
@@ -100,7 +77,7 @@ export class DirectoryModelRepository implements ModelRepository {
       try {
         return await this.#deploy(version, {});
       } catch (error) {
-        this.#log.error(
+        this.#held.log.error(
           { model: model.name, version: version.version, err: message(error) },
           'version not loaded',
         );
@@ -111,109 +88,76 @@ export class DirectoryModelRepository implements ModelRepository {
 
   async index(options: { readonly ready?: boolean | undefined } = {}): Promise<RepositoryIndexEntry[]> {
     const entries = new Map<string, RepositoryIndexEntry>();
-    if (this.dir !== undefined) {
-      try {
-        const scan = await scanRepository(this.dir);
-        for (const model of scan.models) {
-          for (const v of model.versions) {
-            const reason = v.available ? REASON_NOT_LOADED : (v.reason ?? 'unavailable');
-            entries.set(key(v.model, v.version), {
-              name: v.model,
-              version: v.version,
-              state: 'UNAVAILABLE',
-              reason,
-            });
-          }
+    try {
+      const scan = await scanRepository(this.dir);
+      for (const model of scan.models) {
+        for (const v of model.versions) {
+          const reason = v.available ? REASON_NOT_LOADED : (v.reason ?? 'unavailable');
+          entries.set(key(v.model, v.version), {
+            name: v.model,
+            version: v.version,
+            state: 'UNAVAILABLE',
+            reason,
+          });
         }
-      } catch (error) {
-        this.#log.warn({ repository: this.dir, err: message(error) }, 'cannot scan the model repository');
       }
+    } catch (error) {
+      this.#held.log.warn({ repository: this.dir, err: message(error) }, 'cannot scan the model repository');
     }
     for (const [k, reason] of this.#failures) {
       const [name, version] = splitKey(k);
       entries.set(k, { name, version, state: 'UNAVAILABLE', reason: `load failed: ${reason}` });
     }
-    for (const status of this.#coordinator.versions()) {
-      entries.set(key(status.model, status.version), indexEntryOf(status));
-    }
-    const list = [...entries.values()].sort((a, b) =>
-      a.name < b.name ? -1 : a.name > b.name ? 1 : compareVersions(a.version, b.version),
-    );
+    for (const entry of this.#held.entries()) entries.set(key(entry.name, entry.version), entry);
+    const list = sortEntries(entries.values());
     return options.ready ? list.filter((e) => e.state === 'READY') : list;
   }
 
   load(name: string, options: LoadOptions = {}): Promise<LoadOutcome> {
-    return this.#serialize(name, () => this.#load(name, options));
+    return this.#held.serialize(name, () => this.#load(name, options));
   }
 
   async #load(name: string, options: LoadOptions): Promise<LoadOutcome> {
-    const held = this.#coordinator.versions(name);
-    const previous = held.find((v) => v.state === 'active')?.version;
-    let model: RepositoryModel | undefined;
-    let scanned: RepositoryScan | undefined;
-    if (this.dir !== undefined) {
-      scanned = await scanRepository(this.dir);
-      model = scanned.models.find((m) => m.name === name);
+    const held = this.#held.of(name);
+    const previous = this.#held.active(name);
+    const scanned = await scanRepository(this.dir);
+    const model = scanned.models.find((m) => m.name === name);
+    if (!model && held.length === 0) {
+      const known = [...scanned.models.map((m) => m.name), ...this.#held.of().map((v) => v.model)];
+      throw unknownModelError(name, known, this.dir);
     }
-    if (!model && held.length === 0) throw this.#unknownModel(name, scanned);
     const version = options.version ?? (model ? model.latest : previous);
     if (version === undefined) {
-      const reasons = (model?.versions ?? []).map((v) => `${v.version}: ${v.reason ?? 'unavailable'}`);
-      throw new DinferError(
-        DinferErrorCode.ROLLOUT_FAILED,
-        `model "${name}" has no available version in the repository` +
-          (reasons.length > 0 ? ` (${reasons.join('; ')})` : ''),
-        { details: { model: name } },
+      throw noVersionError(
+        name,
+        (model?.versions ?? []).map((v) => `${v.version}: ${v.reason ?? 'unavailable'}`),
       );
     }
-    const status = held.find((v) => v.version === version);
-    const rollout = { timeoutMs: options.timeoutMs ?? this.#timeoutMs, signal: options.signal };
-    if (status?.state === 'active') return { name, version, previous, action: 'unchanged' };
-    if (status?.state === 'loading') {
-      throw new DinferError(
-        DinferErrorCode.NOT_READY,
-        `model "${name}" version "${version}" is already loading`,
-        {
-          details: { model: name, version, retryAfterMs: 1000 },
-        },
-      );
-    }
-    if (status?.state === 'standby') {
-      await this.#coordinator.activate(name, version, rollout);
-      this.#log.info({ model: name, version, previous }, 'version re-activated');
-      await this.#trimStandby(name);
-      return { name, version, previous, action: 'activated' };
+    const rollout = this.#held.rollout(options);
+    const settled = await this.#held.settle(name, version, rollout);
+    if (settled !== undefined) {
+      if (settled.action === 'activated') await this.#trimStandby(name);
+      return settled;
     }
     const entry = model?.versions.find((v) => v.version === version);
     if (!entry) {
-      const known = [
-        ...new Set([...(model?.versions ?? []).map((v) => v.version), ...held.map((v) => v.version)]),
-      ].sort(compareVersions);
-      throw new DinferError(
-        DinferErrorCode.UNKNOWN_MODEL,
-        `model "${name}" has no version "${version}"` +
-          (this.dir === undefined ? '' : ` in the repository ${this.dir}`) +
-          `; known versions: ${known.join(', ') || 'none'}`,
-        { details: { model: name, version, known } },
-      );
+      const known = [...(model?.versions ?? []).map((v) => v.version), ...held.map((v) => v.version)];
+      throw unknownVersionError(name, version, known, this.dir);
     }
     await this.#deploy(entry, rollout);
-    this.#log.info({ model: name, version, previous }, 'version deployed from the repository');
+    this.#held.log.info({ model: name, version, previous }, 'version deployed from the repository');
     await this.#trimStandby(name);
     return { name, version, previous, action: 'deployed' };
   }
 
   /** Reads a version from disk and deploys it; failures become ROLLOUT_FAILED and are remembered. */
-  async #deploy(
-    entry: RepositoryVersion,
-    rollout: { timeoutMs?: number | undefined; signal?: AbortSignal | undefined },
-  ): Promise<Deployment> {
+  async #deploy(entry: RepositoryVersion, rollout: Rollout): Promise<Deployment> {
     const k = key(entry.model, entry.version);
     const label = `${entry.model}@${entry.version}`;
     this.#attempts.set(k, entry.fingerprint);
     try {
       const spec = await loadRepositoryVersion(entry, this.#planning);
-      const deployment = await this.#coordinator.deploy(spec, rollout);
+      const deployment = await this.#held.coordinator.deploy(spec, rollout);
       this.#failures.delete(k);
       this.#configs.set(k, entry.config);
       return deployment;
@@ -235,34 +179,24 @@ export class DirectoryModelRepository implements ModelRepository {
 
   /** Frees a failed version's deployment (its reason stays in the index). */
   async #dropFailed(name: string, version: string): Promise<void> {
-    const held = this.#coordinator.versions(name);
+    const held = this.#held.of(name);
     if (!held.some((v) => v.version === version && v.state === 'failed')) return;
     try {
-      if (held.every((v) => v.state === 'failed')) await this.#coordinator.unload(name);
-      else await this.#coordinator.unload(name, version);
+      if (held.every((v) => v.state === 'failed')) await this.#held.coordinator.unload(name);
+      else await this.#held.coordinator.unload(name, version);
     } catch (error) {
-      this.#log.warn({ model: name, version, err: message(error) }, 'cannot drop a failed version');
+      this.#held.log.warn({ model: name, version, err: message(error) }, 'cannot drop a failed version');
     }
   }
 
-  /** Unloads the oldest standby versions beyond `keepStandbyVersions`. */
-  async #trimStandby(name: string): Promise<void> {
-    const standby = this.#coordinator
-      .versions(name)
-      .filter((v) => v.state === 'standby')
-      .map((v) => v.version)
-      .sort(compareVersions);
-    for (const version of standby.slice(0, Math.max(0, standby.length - this.#keepStandby))) {
-      await this.#coordinator.unload(name, version);
-      this.#configs.delete(key(name, version));
-      this.#log.info({ model: name, version }, 'standby version unloaded');
-    }
+  #trimStandby(name: string): Promise<void> {
+    return this.#held.trimStandby(name, (version) => this.#configs.delete(key(name, version)));
   }
 
   unload(name: string, options: { readonly version?: string | undefined } = {}): Promise<UnloadOutcome> {
-    return this.#serialize(name, async () => {
+    return this.#held.serialize(name, async () => {
       const { version } = options;
-      await this.#coordinator.unload(name, version);
+      await this.#held.coordinator.unload(name, version);
       for (const k of [...this.#configs.keys(), ...this.#failures.keys()]) {
         const [n, v] = splitKey(k);
         if (n === name && (version === undefined || v === version)) {
@@ -275,10 +209,7 @@ export class DirectoryModelRepository implements ModelRepository {
   }
 
   heldVersions(name: string): string[] {
-    return this.#coordinator
-      .versions(name)
-      .filter((v) => v.state !== 'failed')
-      .map((v) => v.version);
+    return this.#held.usable(name);
   }
 
   lastAttempt(name: string, version: string): string | undefined {
@@ -291,33 +222,5 @@ export class DirectoryModelRepository implements ModelRepository {
 
   configOf(name: string, version: string): VersionConfig | undefined {
     return this.#configs.get(key(name, version));
-  }
-
-  #unknownModel(name: string, scan: RepositoryScan | undefined): DinferError {
-    const names = [
-      ...new Set([
-        ...(scan?.models ?? []).map((m) => m.name),
-        ...this.#coordinator.versions().map((v) => v.model),
-      ]),
-    ].sort();
-    return new DinferError(
-      DinferErrorCode.UNKNOWN_MODEL,
-      `unknown model "${name}"` +
-        (this.dir === undefined ? '' : `: not in the repository ${this.dir} and not loaded`) +
-        `; known models: ${names.map((n) => `"${n}"`).join(', ') || 'none'}`,
-      { details: { model: name, known: names } },
-    );
-  }
-
-  /** Runs `task` after every earlier operation on model `name` has settled. */
-  #serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
-    const before = this.#queues.get(name) ?? Promise.resolve();
-    const run = before.then(task, task);
-    const tail = run.catch(() => {});
-    this.#queues.set(name, tail);
-    void tail.then(() => {
-      if (this.#queues.get(name) === tail) this.#queues.delete(name);
-    });
-    return run;
   }
 }

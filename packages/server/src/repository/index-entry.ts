@@ -5,6 +5,7 @@
  * @module
  */
 import type { VersionStatus } from '@dinfer/core';
+import { compareVersions } from './version-order.js';
 
 /** States of the KServe / Triton repository index. */
 export type RepositoryModelState = 'READY' | 'UNAVAILABLE' | 'LOADING';
@@ -50,4 +51,11 @@ export function indexEntryOf(status: VersionStatus): RepositoryIndexEntry {
     case 'failed':
       return { ...base, state: 'UNAVAILABLE', reason: `load failed: ${status.error ?? 'unknown error'}` };
   }
+}
+
+/** Sorts entries by model name, then version (numeric versions as numbers). */
+export function sortEntries(entries: Iterable<RepositoryIndexEntry>): RepositoryIndexEntry[] {
+  return [...entries].sort((a, b) =>
+    a.name < b.name ? -1 : a.name > b.name ? 1 : compareVersions(a.version, b.version),
+  );
 }

@@ -21,6 +21,7 @@ import { DirectoryModelRepository } from './directory-model-repository.js';
 import type { RepositoryIndexEntry } from './index-entry.js';
 import type { VersionPlanning } from './load-version.js';
 import type { RepositoryScan } from './scan.js';
+import { SingleModelRepository } from './single-model-repository.js';
 import type { VersionConfig } from './version-config.js';
 
 export {
@@ -115,7 +116,14 @@ export interface ModelRepository {
   configOf(name: string, version: string): VersionConfig | undefined;
 }
 
-/** Creates the master's {@link ModelRepository}. */
+/**
+ * Creates the master's {@link ModelRepository}: backed by `dir` when given, else over the
+ * coordinator's versions only.
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `keepStandbyVersions` that is not a count.
+ */
 export function createModelRepository(options: ModelRepositoryOptions): ModelRepository {
-  return new DirectoryModelRepository(options);
+  return options.dir === undefined
+    ? new SingleModelRepository(options)
+    : new DirectoryModelRepository({ ...options, dir: options.dir });
 }
