@@ -8,11 +8,10 @@ import { rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DinferError, DinferErrorCode, isDinferError, loadLayersModel, saveLayersModel } from '@dinfer/core';
+import { DEFAULT_MODEL_SEED, resnet50 } from '@dinfer/core/models';
 import type * as tf from '@tensorflow/tfjs';
 import { mnistCnnAssetPath } from './mnist-cnn.js';
 import { mobilenetV2 } from './mobilenet-v2.js';
-import { DEFAULT_MODEL_SEED } from './options.js';
-import { resnet50 } from './resnet50.js';
 
 /** The example models {@link loadExampleModel} knows. */
 export const EXAMPLE_MODEL_NAMES = ['resnet50', 'mobilenetv2', 'mnist-cnn'] as const;
