@@ -6,12 +6,20 @@
  *
  * @packageDocumentation
  */
+
+export {
+  type CachedModel,
+  type GeneratedModel,
+  type GeneratedModelCacheOptions,
+  generatedModelCacheDir,
+  loadGeneratedModel,
+} from './generated-model-cache.js';
 export {
   DEFAULT_MODEL_SEED,
   type ExampleModelOptions,
   type ResolvedModelOptions,
   resolveModelOptions,
 } from './options.js';
-export { resnet50 } from './resnet50.js';
+export { RESNET50_MODEL, resnet50 } from './resnet50.js';
 export { deriveSeed, type SeededRandom, seededRandom } from './seeded-random.js';
 export { fillSeededWeights, type SeededWeightsOptions } from './seeded-weights.js';
