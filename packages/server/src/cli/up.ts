@@ -12,7 +12,7 @@ import { UP_BINDINGS } from '../config/bindings.js';
 import { resolveCommandOptions } from '../config/resolve.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import { type CliIo, parsePositiveInt } from './common.js';
-import { defaultExampleModel } from './example-model.js';
+import { defaultModel } from './default-model.js';
 import { type ServeOptions, serveSettings, withServeOptions } from './master.js';
 
 interface UpOptions extends ServeOptions {
@@ -27,7 +27,7 @@ interface UpOptions extends ServeOptions {
 export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
   // The backend first: generating the example model must already run on it.
   await initBackend({ backend: options.backend });
-  const model = options.model ?? (await defaultExampleModel('resnet50', io));
+  const model = options.model ?? (await defaultModel(io));
   const reporter = createClusterReporter(io);
   const stages = options.cuts ? undefined : (options.stages ?? Math.max(1, Math.min(options.workers, 4)));
   io.err(`starting a master and ${options.workers} worker process(es) for ${model}`);
