@@ -1,9 +1,20 @@
 /**
  * @packageDocumentation
  */
-export * from './config/bindings.js';
+export { CONFIG_ENV_VAR } from './config/command-options.js';
 export * from './config/load-config.js';
+export { type CommandSettings, environmentVariables, type SettingSource } from './config/resolve.js';
 export * from './config/schema.js';
+export type {
+  PerCommand,
+  Setting,
+  SettingCommand,
+  SettingFlag,
+  SettingPath,
+  SettingText,
+} from './config/setting.js';
+export * from './config/settings.js';
+export { readByteCount } from './config/value-schemas.js';
 export * from './errors-to-http.js';
 export * from './http/api.js';
 export * from './http/metrics-route.js';

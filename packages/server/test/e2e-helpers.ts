@@ -174,7 +174,7 @@ export async function startMasterInProcess(options: InProcessMasterOptions): Pro
     clusterPort: 0,
     profile: false,
     // Failure tests repeat inputs and must reach the workers each time: no result cache.
-    cacheBytes: 0,
+    cacheMaxBytes: 0,
     ...options,
     token,
   });

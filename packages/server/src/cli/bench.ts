@@ -14,7 +14,8 @@ import { DinferError, DinferErrorCode } from '@dinfer/core';
 import { seededRandom } from '@dinfer/core/models';
 import autocannon from 'autocannon';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type CliIo, parsePositiveInt, table } from './common.js';
+import { parsePositiveInt } from './arguments.js';
+import { type CliIo, table } from './common.js';
 
 /** Options of `dinfer bench`. */
 export interface BenchOptions {

@@ -5,17 +5,15 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { availableParallelism } from 'node:os';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { type SettingOptions, settingDefault } from '../config/resolve.js';
 import { type MasterHandle, type MasterOptions, startMaster } from './master.js';
 
 /** Options of {@link startLocalCluster}. */
-export interface LocalClusterOptions extends Omit<MasterOptions, 'token' | 'minWorkers'> {
-  /** Worker processes to start. Default: the number of cores. */
-  readonly workers?: number | undefined;
-  /** Shard cache directory of the workers. */
-  readonly cacheDir?: string | undefined;
+export interface LocalClusterOptions
+  extends Omit<MasterOptions, 'token' | 'minWorkers'>,
+    Pick<SettingOptions<'up'>, 'workers' | 'cacheDir'> {
   /** Receives each worker's log lines, prefixed with its name. */
   readonly onWorkerOutput?: ((line: string) => void) | undefined;
 }
@@ -32,7 +30,7 @@ const cliMain = fileURLToPath(new URL('../cli/main.js', import.meta.url));
 
 /** Starts a master and its worker processes; resolves once the cluster is ready. */
 export async function startLocalCluster(options: LocalClusterOptions): Promise<LocalClusterHandle> {
-  const workerCount = options.workers ?? availableParallelism();
+  const workerCount = options.workers ?? settingDefault('up', 'workers');
   const token = randomBytes(24).toString('base64url');
   const master = await startMaster({
     ...options,

@@ -7,29 +7,23 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BackendInfo,
-  type BackendName,
   createWorker,
   type DinferWorker,
   initBackend,
   type Logger,
   measureCapabilities,
 } from '@dinfer/core';
-import { createTransport, type TransportKind } from './transport-factory.js';
+import type { SettingOptions } from '../config/resolve.js';
+import { createTransport } from './transport-factory.js';
 
-/** Options of {@link startWorkerProcess}. */
-export interface WorkerProcessOptions {
+/**
+ * Options of {@link startWorkerProcess}. The settings are those of `dinfer worker`, by the same
+ * names (`transport`, `token`, `cacheDir`, `memoryBytes`, ...): see the settings table
+ * (`dinfer worker --help`).
+ */
+export interface WorkerProcessOptions extends SettingOptions<'worker', 'logLevel' | 'master'> {
   /** The master's cluster address, `host:port`. */
   readonly master: string;
-  readonly transport?: TransportKind | undefined;
-  readonly token?: string | undefined;
-  readonly name?: string | undefined;
-  /** Shard cache directory. Default `$DINFER_CACHE_DIR/shards` or `~/.cache/dinfer/shards`. */
-  readonly cacheDir?: string | undefined;
-  readonly cacheMaxBytes?: number | undefined;
-  readonly queueLimit?: number | undefined;
-  /** Memory budget announced to the master, in bytes. Default: half of the machine's. */
-  readonly memoryBytes?: number | undefined;
-  readonly backend?: BackendName | undefined;
   readonly logger?: Logger | undefined;
 }
 
