@@ -370,6 +370,29 @@ describe('the settings table', () => {
     expect(both.options.memoryBytes).toBe(3e9);
   });
 
+  it('takes module paths for the transport and the scheduler, relative to the config file', async () => {
+    const file = await write(
+      'modules.yaml',
+      'master:\n  cluster: { transport: ./ext/transport.js, scheduler: sched.mjs }\nworker:\n  transport: tcp\n',
+    );
+    const master = await resolve(masterCommand, 'master', ['--config', file]);
+    expect(master.options.transport).toBe(path.join(dir, 'ext', 'transport.js'));
+    expect(master.options.scheduler).toBe(path.join(dir, 'sched.mjs'));
+    expect((await resolve(workerCommand, 'worker', ['--config', file])).options.transport).toBe('tcp');
+    const upper = await write('upper.yaml', 'worker:\n  transport: SOCKETIO\n');
+    expect(await configError(loadConfigFile(upper))).toBe(
+      `${upper}: worker.transport: expected one of tcp, socketio, got "SOCKETIO"`,
+    );
+    const fromEnv = await resolve(workerCommand, 'worker', ['--master', 'h:1'], {
+      DINFER_TRANSPORT: ' SocketIO ',
+    });
+    expect(fromEnv.options.transport).toBe('socketio');
+    const pathFromEnv = await resolve(workerCommand, 'worker', ['--master', 'h:1'], {
+      DINFER_TRANSPORT: './My-Transport.js',
+    });
+    expect(pathFromEnv.options.transport).toBe('./My-Transport.js');
+  });
+
   it('refuses a setting given under both its names, and hides former keys from suggestions', async () => {
     const file = await write('twice.yaml', 'master:\n  batching: { maxDelayMs: 1, maxBatchDelayMs: 2 }\n');
     expect(await configError(loadConfigFile(file))).toBe(

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach } from 'vitest';
 import { type MasterHandle, type MasterOptions, startMaster } from '../src/cluster/master.js';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 
@@ -86,7 +87,8 @@ export interface SpawnWorkerOptions {
   /** The master's cluster address. */
   readonly master: string;
   readonly token: string;
-  readonly transport: TransportKind;
+  /** A built-in transport, or the path of a transport module (relative to the repository root). */
+  readonly transport: TransportKind | string;
   readonly name: string;
   /** Shard cache directory; default: a fresh temporary one. */
   readonly cacheDir?: string;
@@ -334,6 +336,22 @@ export function metricValue(exposition: string, name: string, labels: Record<str
     if (Object.entries(labels).every(([k, v]) => text.includes(`${k}="${v}"`))) total += Number(match[2]);
   }
   return total;
+}
+
+/**
+ * Registers the cleanup of an end-to-end test file: after each test, the master `take()`
+ * hands over is stopped and every child process killed; after the file, the temporary
+ * directories go too.
+ */
+export function cleanUpAfterEachTest(take: () => MasterHandle | undefined): void {
+  afterEach(async () => {
+    await stopMaster(take());
+    await killAllChildren();
+  });
+  afterAll(async () => {
+    await killAllChildren();
+    await removeTempDirs();
+  });
 }
 
 /** Stops a master started by {@link startMasterInProcess}, bounded, ignoring errors. */

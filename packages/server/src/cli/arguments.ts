@@ -5,6 +5,7 @@
  * @module
  */
 import { InvalidArgumentError } from 'commander';
+import { isModulePath } from '../cluster/extension-module.js';
 import { measureBytes } from '../config/value-schemas.js';
 
 /** Parses a positive integer command-line value. */
@@ -51,4 +52,14 @@ export function parseBytes(value: string): number {
   }
   if (bytes <= 0) throw new InvalidArgumentError(`expected a positive byte count, got "${value}"`);
   return bytes;
+}
+
+/** A flag parser for a built-in name among `names` or a module path (see `isModulePath`). */
+export function parseNameOrModule(what: string, names: readonly string[]): (value: string) => string {
+  return (value) => {
+    if (names.includes(value) || isModulePath(value)) return value;
+    throw new InvalidArgumentError(
+      `expected ${names.join(', ')} or the path of a module whose default export makes a ${what} (./my-${what.toLowerCase()}.js), got "${value}"`,
+    );
+  };
 }

@@ -13,8 +13,10 @@ import {
   requireSetting,
   resolveCommandOptions,
 } from '../config/resolve.js';
+import { prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import type { CliIo } from './common.js';
+import { nameOf, schedulerOf, transportOf } from './extensions.js';
 
 /** The settings `dinfer master` and `dinfer up` share. */
 export type ServeSettings = Pick<
@@ -22,8 +24,11 @@ export type ServeSettings = Pick<
   keyof CommandSettings<'up'> & keyof CommandSettings<'master'>
 >;
 
-/** The `startMaster` options `master` and `up` share, from their common settings. */
-export function serveSettings(options: ServeSettings): MasterOptions {
+/**
+ * The `startMaster` options `master` and `up` share, from their common settings (the
+ * transport and the scheduler apart: each command makes its own).
+ */
+export function serveSettings(options: ServeSettings): Omit<MasterOptions, 'transport' | 'scheduler'> {
   return {
     name: options.name,
     version: options.version,
@@ -40,8 +45,6 @@ export function serveSettings(options: ServeSettings): MasterOptions {
     maxQueue: options.maxQueue,
     cacheMaxBytes: options.cache ? options.cacheMaxBytes : 0,
     preprocess: preprocessSettings(options),
-    transport: options.transport,
-    scheduler: options.scheduler,
     backend: options.backend,
   };
 }
@@ -54,9 +57,15 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
     io.err(
       'warning: no cluster token (--token, DINFER_TOKEN or master.cluster.token): any peer may join this cluster',
     );
+  const metrics = prometheusMetrics({ logger });
+  const transport = await transportOf(options.transport, { token, logger, metrics });
+  const scheduler = await schedulerOf(options.scheduler, { logger, metrics });
   const reporter = createClusterReporter(io);
   const master = await startMaster({
     ...serveSettings(options),
+    transport,
+    scheduler,
+    metrics,
     model: options.model,
     modelRepo: options.modelRepo,
     pollRepoSeconds: options.pollRepoSeconds,
@@ -72,7 +81,9 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
   });
   io.err(`backend: ${master.backend.name} (${master.backend.source})`);
   io.err(`cuts: [${master.cuts.join(', ')}]`);
-  io.err(`cluster: workers dial ${master.clusterAddress} (${options.transport})`);
+  io.err(
+    `cluster: workers dial ${master.clusterAddress} (${nameOf(transport)}, scheduler ${nameOf(scheduler)})`,
+  );
   io.err(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
   const signal = untilSignal();
   const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]);

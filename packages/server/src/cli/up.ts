@@ -6,12 +6,16 @@
  */
 import { initBackend } from '@dinfer/core';
 import { Command } from 'commander';
+import { isModulePath } from '../cluster/extension-module.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
+import { parseTransportKind } from '../cluster/transport-factory.js';
 import { withSettingOptions } from '../config/command-options.js';
 import { type CommandSettings, type ResolvedOptions, resolveCommandOptions } from '../config/resolve.js';
+import { prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import type { CliIo } from './common.js';
 import { defaultModel } from './default-model.js';
+import { schedulerOf } from './extensions.js';
 import { serveSettings } from './master.js';
 
 /** Runs `dinfer up` until SIGINT/SIGTERM (or until ready, with `--exit-when-ready`). */
@@ -27,14 +31,22 @@ export async function runUp(resolved: ResolvedOptions<'up'>, io: CliIo): Promise
     : resolved.sources.stages === 'default'
       ? Math.max(1, Math.min(options.workers, 4))
       : options.stages;
+  const logger = createLogger(options.logLevel);
+  const metrics = prometheusMetrics({ logger });
   io.err(`starting a master and ${options.workers} worker process(es) for ${model}`);
   const cluster = await startLocalCluster({
     ...serveSettings(options),
+    // Each worker process loads a transport module itself; the scheduler runs here only.
+    transport: isModulePath(options.transport)
+      ? { module: options.transport }
+      : parseTransportKind(options.transport),
+    scheduler: await schedulerOf(options.scheduler, { logger, metrics }),
+    metrics,
     model,
     stages,
     workers: options.workers,
     cacheDir: options.cacheDir,
-    logger: createLogger(options.logLevel),
+    logger,
     onEvent: (event) => reporter.onEvent(event),
     onStep: (step) => io.err(step),
     onWorkerOutput: (line) => io.err(line),

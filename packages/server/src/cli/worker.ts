@@ -9,6 +9,7 @@ import { withSettingOptions } from '../config/command-options.js';
 import { type CommandSettings, requireSetting, resolveCommandOptions } from '../config/resolve.js';
 import { createLogger, untilSignal } from './cluster-output.js';
 import type { CliIo } from './common.js';
+import { nameOf, transportOf } from './extensions.js';
 
 /** Runs a worker until SIGINT/SIGTERM, then drains: queued work finishes before it exits. */
 export async function runWorker(
@@ -16,9 +17,11 @@ export async function runWorker(
   io: CliIo,
 ): Promise<void> {
   const logger = createLogger(options.logLevel);
+  // The worker runtime rejoins by itself: its transport must not redial on its own.
+  const transport = await transportOf(options.transport, { token: options.token, reconnect: false, logger });
   const handle = await startWorkerProcess({
     master: options.master,
-    transport: options.transport,
+    transport,
     token: options.token,
     name: options.name,
     cacheDir: options.cacheDir,
@@ -29,7 +32,9 @@ export async function runWorker(
     logger,
   });
   io.err(`backend: ${handle.backend.name} (${handle.backend.source})`);
-  io.err(`joined ${options.master} as ${handle.worker.workerId}; shard cache ${handle.cacheDir}`);
+  io.err(
+    `joined ${options.master} as ${handle.worker.workerId} (${nameOf(transport)}); shard cache ${handle.cacheDir}`,
+  );
   const signal = await untilSignal();
   io.err(`${signal}: draining`);
   await handle.worker.stop({ drain: true });

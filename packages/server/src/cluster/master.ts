@@ -38,8 +38,8 @@ import type { PreprocessConfig } from '../preprocess/config.js';
 import { createModelRepository, type ModelRepository } from '../repository/model-repository.js';
 import { type RepositoryPoller, startRepositoryPoller } from '../repository/repository-poller.js';
 import { readLabels } from './labels.js';
-import { createScheduler } from './scheduler-factory.js';
-import { createTransport } from './transport-factory.js';
+import { resolveScheduler, type SchedulerOption } from './scheduler-factory.js';
+import { resolveTransport, type TransportOption } from './transport-factory.js';
 
 /** The default of master setting `key`, from the settings table. */
 function setting<K extends DefaultedSetting<'master'>>(key: K): SettingValue<'master', K> {
@@ -62,7 +62,12 @@ type CliOnlySettings =
  * exclude each other; with `modelRepo`, `name`, `version`, `labels` and `cuts` apply to no
  * model. `cacheMaxBytes: 0` switches the result cache off.
  */
-export interface MasterOptions extends SettingOptions<'master', CliOnlySettings> {
+export interface MasterOptions
+  extends Omit<SettingOptions<'master', CliOnlySettings>, 'transport' | 'scheduler'> {
+  /** `tcp` (default), `socketio`, or a `Transport` of your own (the workers must speak it too). */
+  readonly transport?: TransportOption | undefined;
+  /** `round-robin` (default), `load`, `capability`, or a `Scheduler` of your own. */
+  readonly scheduler?: SchedulerOption | undefined;
   readonly heartbeatIntervalMs?: number | undefined;
   /** Batches in flight at once (the pipeline overlaps them). Default 4. */
   readonly maxConcurrentBatches?: number | undefined;
@@ -140,7 +145,12 @@ async function prepareSingleModel(
   return { name, version: options.version ?? setting('version'), model, cuts, labels, stageMs };
 }
 
-/** Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready). */
+/**
+ * Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready).
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `transport` or `scheduler` that is neither a
+ *   built-in name nor an implementation, or for `model` and `modelRepo` both or neither given.
+ */
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
   if ((options.model === undefined) === (options.modelRepo === undefined)) {
     throw new DinferError(
@@ -153,23 +163,25 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   if (options.pollRepoSeconds !== undefined && options.modelRepo === undefined) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, '--poll-repo needs --model-repo');
   }
-  const step = options.onStep ?? (() => {});
-  const backend = await initBackend({ backend: options.backend });
-  const single =
-    options.model === undefined ? undefined : await prepareSingleModel(options.model, options, backend, step);
   const token = options.token;
   const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
-  const transport = createTransport(options.transport ?? setting('transport'), {
+  // Checked before anything is loaded: a wrong value fails at once.
+  const transport = resolveTransport(options.transport ?? setting('transport'), {
     token,
     logger: options.logger,
     metrics,
   });
+  const scheduler = resolveScheduler(options.scheduler ?? setting('scheduler'));
+  const step = options.onStep ?? (() => {});
+  const backend = await initBackend({ backend: options.backend });
+  const single =
+    options.model === undefined ? undefined : await prepareSingleModel(options.model, options, backend, step);
   const clusterHost = options.clusterHost ?? setting('clusterHost');
   const coordinator = createCoordinator({
     transport,
     listen: `${clusterHost.includes(':') ? `[${clusterHost}]` : clusterHost}:${options.clusterPort ?? setting('clusterPort')}`,
     token,
-    scheduler: createScheduler(options.scheduler ?? setting('scheduler')),
+    scheduler,
     heartbeat: {
       timeoutMs: options.heartbeatTimeoutMs ?? setting('heartbeatTimeoutMs'),
       intervalMs: options.heartbeatIntervalMs,

@@ -8,6 +8,7 @@
  * @module
  */
 import type { z } from 'zod';
+import { isModulePath } from '../cluster/extension-module.js';
 
 /** The commands that take settings. */
 export type SettingCommand = 'master' | 'worker' | 'up';
@@ -18,9 +19,9 @@ export type SettingPath = readonly [string, ...string[]];
 /**
  * How the text of an environment variable is read before the schema checks it (text that is
  * no such value stays text, for the message): `name` is a case-insensitive choice (`WASM` reads
- * as `wasm`).
+ * as `wasm`), `name-or-path` is such a choice or a module path (left as written).
  */
-export type SettingText = 'string' | 'name' | 'number' | 'boolean' | 'numbers' | 'bytes';
+export type SettingText = 'string' | 'name' | 'name-or-path' | 'number' | 'boolean' | 'numbers' | 'bytes';
 
 /** The command-line side of a setting. */
 export interface SettingFlag {
@@ -101,6 +102,8 @@ export function readEnvValue(text: string, kind: SettingText): unknown {
       return text;
     case 'name':
       return text.trim().toLowerCase();
+    case 'name-or-path':
+      return isModulePath(text) ? text.trim() : text.trim().toLowerCase();
     case 'number':
       return number(text);
     case 'numbers':

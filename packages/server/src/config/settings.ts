@@ -17,9 +17,11 @@ import {
   parseBytes,
   parseCutList,
   parseDelayMs,
+  parseNameOrModule,
   parsePositiveInt,
   parsePositiveNumber,
 } from '../cli/arguments.js';
+import { isModulePath } from '../cluster/extension-module.js';
 import { SCHEDULER_KINDS } from '../cluster/scheduler-factory.js';
 import { TRANSPORT_KINDS } from '../cluster/transport-factory.js';
 import type { Setting, SettingCommand } from './setting.js';
@@ -29,6 +31,7 @@ import {
   delayMs,
   finite,
   flag,
+  nameOrModule,
   oneOf,
   perChannel,
   port,
@@ -257,16 +260,17 @@ export const SETTINGS = [
   {
     key: 'transport',
     commands: EVERY,
-    flag: { spelling: '--transport <kind>', choices: TRANSPORT_KINDS },
+    flag: { spelling: '--transport <kind>', parse: parseNameOrModule('Transport', TRANSPORT_KINDS) },
     env: 'DINFER_TRANSPORT',
     config: [
       ['master', 'cluster', 'transport'],
       ['worker', 'transport'],
     ],
-    schema: oneOf(TRANSPORT_KINDS),
-    text: 'name',
+    schema: nameOrModule(TRANSPORT_KINDS),
+    text: 'name-or-path',
+    isFilePath: isModulePath,
     default: 'tcp',
-    help: 'cluster transport',
+    help: `cluster transport: ${TRANSPORT_KINDS.join(', ')}, or a module whose default export makes one: (context) => Transport`,
   },
   {
     key: 'token',
@@ -284,13 +288,14 @@ export const SETTINGS = [
   {
     key: 'scheduler',
     commands: SERVE,
-    flag: { spelling: '--scheduler <kind>', choices: SCHEDULER_KINDS },
+    flag: { spelling: '--scheduler <kind>', parse: parseNameOrModule('Scheduler', SCHEDULER_KINDS) },
     env: 'DINFER_SCHEDULER',
     config: [['master', 'cluster', 'scheduler']],
-    schema: oneOf(SCHEDULER_KINDS),
-    text: 'name',
+    schema: nameOrModule(SCHEDULER_KINDS),
+    text: 'name-or-path',
+    isFilePath: isModulePath,
     default: 'round-robin',
-    help: 'stage scheduler',
+    help: `stage scheduler: ${SCHEDULER_KINDS.join(', ')}, or a module whose default export makes one: (context) => Scheduler`,
   },
   {
     key: 'minWorkers',

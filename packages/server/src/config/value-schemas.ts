@@ -5,6 +5,7 @@
  * @module
  */
 import { z } from 'zod';
+import { isModulePath } from '../cluster/extension-module.js';
 
 const BYTE_UNITS: Readonly<Record<string, number>> = {
   '': 1,
@@ -100,3 +101,16 @@ export const perChannel = (expected: string) =>
 /** Layer indices to cut at: `[57, 120]`. */
 export const cutList = () =>
   z.array(positiveInt(), { error: 'expected a list of layer indices like [57, 120]' }).min(1);
+
+/**
+ * One of the built-in `names`, or a module path (`./my-transport.js`) whose default export
+ * makes one. The message names the built-in choices.
+ */
+export const nameOrModule = <const T extends readonly [string, ...string[]]>(names: T) => {
+  const expected = `expected one of ${names.join(', ')}`;
+  return z
+    .string({ error: expected })
+    .refine((value) => (names as readonly string[]).includes(value) || isModulePath(value), {
+      error: expected,
+    });
+};
