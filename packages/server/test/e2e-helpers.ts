@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -33,6 +33,10 @@ export interface ChildHandle {
   readonly process: ChildProcess;
   /** Every stdout and stderr line so far. */
   readonly lines: string[];
+  /** The stdout lines so far. */
+  readonly stdout: string[];
+  /** The stderr lines so far. */
+  readonly stderr: string[];
   /** Resolves when the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** True once the process has exited. */
@@ -55,8 +59,17 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    if (stream) createInterface({ input: stream }).on('line', (line) => lines.push(line));
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  for (const [stream, own] of [
+    [child.stdout, stdout],
+    [child.stderr, stderr],
+  ] as const) {
+    if (stream)
+      createInterface({ input: stream }).on('line', (line) => {
+        lines.push(line);
+        own.push(line);
+      });
   }
   let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -73,6 +86,8 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
     name,
     process: child,
     lines,
+    stdout,
+    stderr,
     exited,
     hasExited: () => done,
     output: () => lines.join('\n'),
@@ -80,6 +95,35 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
   children.add(handle);
   void exited.then(() => children.delete(handle));
   return handle;
+}
+
+/** How a `dinfer` command that ran to its end exited, and what it wrote on each stream. */
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `node dist/cli/main.js <args>` to its end (from the repository root, on wasm). */
+export function runBuiltCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  if (!existsSync(CLI_MAIN)) {
+    throw new Error(`${CLI_MAIN} is missing: build packages/server (npx tsc -p tsconfig.build.json)`);
+  }
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI_MAIN, ...args],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, DINFER_BACKEND: 'wasm', DINFER_DEBUG: '', ...env },
+        maxBuffer: 16 << 20,
+      },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
 }
 
 /** Options of {@link spawnWorker}. */

@@ -19,7 +19,10 @@ import type * as tf from '@tensorflow/tfjs';
 import type { Command } from 'commander';
 import { backendOption } from '../config/command-options.js';
 
-/** Where a command writes: stdout for results, stderr for diagnostics. */
+/**
+ * Where a command writes: `out` (stdout) for its results (URLs, addresses, plans, JSON, tables,
+ * the ready banner), `err` (stderr) for progress, warnings, errors and logs.
+ */
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;

@@ -80,11 +80,12 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
     onStep: (step) => io.err(step),
   });
   io.err(`backend: ${master.backend.name} (${master.backend.source})`);
-  io.err(`cuts: [${master.cuts.join(', ')}]`);
-  io.err(
+  // Results on stdout (what to dial, where to send requests); progress stays on stderr.
+  io.out(`cuts: [${master.cuts.join(', ')}]`);
+  io.out(
     `cluster: workers dial ${master.clusterAddress} (${nameOf(transport)}, scheduler ${nameOf(scheduler)})`,
   );
-  io.err(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
+  io.out(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
   const signal = untilSignal();
   const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]);
   if (first === 'ready') {

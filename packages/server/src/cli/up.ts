@@ -53,7 +53,8 @@ export async function runUp(resolved: ResolvedOptions<'up'>, io: CliIo): Promise
   });
   reporter.stop();
   const { master } = cluster;
-  io.err(`backend: ${master.backend.name} (${master.backend.source}); cuts [${master.cuts.join(', ')}]`);
+  io.err(`backend: ${master.backend.name} (${master.backend.source})`);
+  io.out(`cuts: [${master.cuts.join(', ')}]`);
   const input = master.coordinator.models()[0]?.inputs[0]?.shape ?? [];
   io.out(readyBanner(master.httpUrl, master.modelName, input));
   if (!options.exitWhenReady) {

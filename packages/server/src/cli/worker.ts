@@ -32,7 +32,7 @@ export async function runWorker(
     logger,
   });
   io.err(`backend: ${handle.backend.name} (${handle.backend.source})`);
-  io.err(
+  io.out(
     `joined ${options.master} as ${handle.worker.workerId} (${nameOf(transport)}); shard cache ${handle.cacheDir}`,
   );
   const signal = await untilSignal();
