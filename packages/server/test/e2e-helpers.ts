@@ -24,6 +24,18 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 /** The built `dinfer` executable (run `tsc -p tsconfig.build.json` in packages/server first). */
 export const CLI_MAIN = path.join(REPO_ROOT, 'packages/server/dist/cli/main.js');
 
+/** `dinfer master` flags for a master on loopback with free ports (HTTP and cluster). */
+export const LOOPBACK_MASTER_ARGS: readonly string[] = [
+  '--http-host',
+  '127.0.0.1',
+  '--http-port',
+  '0',
+  '--cluster-host',
+  '127.0.0.1',
+  '--cluster-port',
+  '0',
+];
+
 /** Both cluster transports. */
 export const TRANSPORTS: readonly TransportKind[] = ['tcp', 'socketio'];
 
