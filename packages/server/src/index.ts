@@ -37,7 +37,13 @@ export {
 export { CONFIG_ENV_VAR } from './config/command-options.js';
 export * from './config/load-config.js';
 export { type CommandSettings, environmentVariables, type SettingSource } from './config/resolve.js';
-export * from './config/schema.js';
+export {
+  configSchema,
+  configSection,
+  type DinferConfig,
+  type DinferConfigInput,
+  preprocessSectionSchema,
+} from './config/schema.js';
 export type {
   PerCommand,
   Setting,
