@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DinferErrorCode, initBackend, isDinferError, loadLayersModel } from '@dinfer/core';
+import { seededRandom } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { conv2dFilterGrad, registerConv2DFilterGradKernel } from '../src/models/conv2d-filter-grad.js';
@@ -17,7 +18,6 @@ import {
   mnistTrainCapacity,
   mnistTrainSet,
 } from '../src/models/mnist-data.js';
-import { seededRandom } from '../src/models/rng.js';
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 

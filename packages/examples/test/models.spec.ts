@@ -4,13 +4,12 @@ import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DinferErrorCode, initBackend, isDinferError, saveLayersModel } from '@dinfer/core';
+import { deriveSeed, resnet50, seededRandom } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleModelCacheDir, loadExampleModel } from '../src/models/cache.js';
 import { mnistCnn, mnistCnnAssetPath } from '../src/models/mnist-cnn.js';
 import { mobilenetV2 } from '../src/models/mobilenet-v2.js';
-import { resnet50 } from '../src/models/resnet50.js';
-import { deriveSeed, seededRandom } from '../src/models/rng.js';
 
 function countByClass(model: tf.LayersModel): Record<string, number> {
   const counts: Record<string, number> = {};

@@ -1,4 +1,4 @@
-import { resnet50 } from '../src/models/resnet50.js';
+import { resnet50 } from '@dinfer/core/models';
 import { partitionSuite } from './partition-suite.js';
 
 partitionSuite({

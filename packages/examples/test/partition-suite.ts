@@ -1,7 +1,7 @@
 import { analyzeModel, initBackend, type Partition, partitionModel, runPartition } from '@dinfer/core';
+import { seededRandom } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../src/models/rng.js';
 
 /** What differs between the big example models in {@link partitionSuite}. */
 export interface PartitionSuiteSpec {

@@ -1,9 +1,59 @@
 /**
+ * The reference dinfer deployment: the master, worker and local-cluster processes
+ * (`startMaster`, `startWorkerProcess`, `startLocalCluster`, taking your own `Transport` and
+ * `Scheduler` or modules that make them), the HTTP API, Prometheus metrics, model repository
+ * and the settings of the `dinfer` CLI.
+ *
  * @packageDocumentation
  */
-export * from './config/bindings.js';
+export {
+  type LocalClusterHandle,
+  type LocalClusterOptions,
+  type LocalClusterTransport,
+  startLocalCluster,
+} from './cluster/local-cluster.js';
+export { type MasterHandle, type MasterOptions, startMaster } from './cluster/master.js';
+export {
+  SCHEDULER_KINDS,
+  type SchedulerContext,
+  type SchedulerKind,
+  type SchedulerOption,
+  schedulerFromModule,
+} from './cluster/scheduler-factory.js';
+export {
+  TRANSPORT_KINDS,
+  type TransportContext,
+  type TransportFactoryOptions,
+  type TransportKind,
+  type TransportOption,
+  transportFromModule,
+} from './cluster/transport-factory.js';
+export {
+  defaultCacheDir,
+  startWorkerProcess,
+  type WorkerProcessHandle,
+  type WorkerProcessOptions,
+} from './cluster/worker-process.js';
+export { CONFIG_ENV_VAR } from './config/command-options.js';
 export * from './config/load-config.js';
-export * from './config/schema.js';
+export { type CommandSettings, environmentVariables, type SettingSource } from './config/resolve.js';
+export {
+  configSchema,
+  configSection,
+  type DinferConfig,
+  type DinferConfigInput,
+  preprocessSectionSchema,
+} from './config/schema.js';
+export type {
+  PerCommand,
+  Setting,
+  SettingCommand,
+  SettingFlag,
+  SettingPath,
+  SettingText,
+} from './config/setting.js';
+export * from './config/settings.js';
+export { readByteCount } from './config/value-schemas.js';
 export * from './errors-to-http.js';
 export * from './http/api.js';
 export * from './http/metrics-route.js';

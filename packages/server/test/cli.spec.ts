@@ -3,32 +3,18 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { initBackend, loadLayersModel, saveLayersModel } from '@dinfer/core';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_MAIN, type CliRun, runBuiltCli } from './e2e-helpers.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-const cli = path.join(root, 'packages/server/dist/cli/main.js');
+const cli = CLI_MAIN;
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+type Result = CliRun;
 
+/** The built CLI from the repository root, on wasm. */
 function dinfer(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [cli, ...args],
-      { cwd: root, env: { ...process.env, DINFER_BACKEND: 'wasm', DINFER_DEBUG: '' }, maxBuffer: 16 << 20 },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return runBuiltCli(args);
 }
 
 /** A small residual CNN whose cuts cross one or two tensors. */

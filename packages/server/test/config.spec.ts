@@ -1,6 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DinferErrorCode, isDinferError } from '@dinfer/core';
 import type { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,20 +10,16 @@ import { masterCommand } from '../src/cli/master.js';
 import { runCli } from '../src/cli/program.js';
 import { upCommand } from '../src/cli/up.js';
 import { workerCommand } from '../src/cli/worker.js';
-import {
-  type ConfigBinding,
-  environmentVariables,
-  MASTER_BINDINGS,
-  UP_BINDINGS,
-  WORKER_BINDINGS,
-} from '../src/config/bindings.js';
+import { optionsOf, settingsOf } from '../src/config/command-options.js';
 import { loadConfigFile, parseConfig } from '../src/config/load-config.js';
 import {
+  environmentVariables,
   preprocessSettings,
   type ResolvedOptions,
-  readEnvValue,
   resolveCommandOptions,
 } from '../src/config/resolve.js';
+import { readEnvValue, type Setting, type SettingCommand } from '../src/config/setting.js';
+import { SETTINGS } from '../src/config/settings.js';
 
 let dir: string;
 const silent: CliIo = { out: () => {}, err: () => {} };
@@ -34,16 +31,16 @@ async function write(name: string, text: string): Promise<string> {
 }
 
 /** Parses `args` with a real command definition and returns what the config layer resolves. */
-async function resolve(
+async function resolve<C extends SettingCommand>(
   make: (io: CliIo) => Command,
-  bindings: readonly ConfigBinding[],
+  name: C,
   args: string[],
   env: NodeJS.ProcessEnv = {},
-): Promise<ResolvedOptions> {
+): Promise<ResolvedOptions<C>> {
   const command = make(silent).exitOverride();
-  let resolved: ResolvedOptions | undefined;
+  let resolved: ResolvedOptions<C> | undefined;
   command.action(async (_flags: unknown, self: Command) => {
-    resolved = await resolveCommandOptions(self, bindings, env);
+    resolved = await resolveCommandOptions(self, name, env);
   });
   await command.parseAsync(args, { from: 'user' });
   if (resolved === undefined) throw new Error('the action did not run');
@@ -195,16 +192,11 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
         '  cluster: { port: 7100, token: file-token, scheduler: load, heartbeatTimeoutMs: 900 }',
       ].join('\n'),
     );
-    const resolved = await resolve(
-      masterCommand,
-      MASTER_BINDINGS,
-      ['--config', file, '--http-port', '9003'],
-      {
-        DINFER_HTTP_PORT: '9002',
-        DINFER_CLUSTER_PORT: '7200',
-        DINFER_TOKEN: 'env-token',
-      },
-    );
+    const resolved = await resolve(masterCommand, 'master', ['--config', file, '--http-port', '9003'], {
+      DINFER_HTTP_PORT: '9002',
+      DINFER_CLUSTER_PORT: '7200',
+      DINFER_TOKEN: 'env-token',
+    });
     const o = resolved.options;
     expect(o.httpPort).toBe(9003); // flag beats env and file
     expect(resolved.sources.httpPort).toBe('flag');
@@ -213,8 +205,8 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
     expect(resolved.sources.clusterPort).toBe('env');
     expect(o.httpHost).toBe('127.0.0.1'); // file beats the option default 0.0.0.0
     expect(o.scheduler).toBe('load'); // file beats the option default round-robin
-    expect(o.heartbeatTimeout).toBe(900);
-    expect(o.requestTimeout).toBe(5000);
+    expect(o.heartbeatTimeoutMs).toBe(900);
+    expect(o.requestTimeoutMs).toBe(5000);
     expect(o.name).toBe('from-file');
     expect(o.logLevel).toBe('info');
     expect(resolved.sources.name).toBe('file');
@@ -225,7 +217,7 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
 
   it('finds the file through DINFER_CONFIG, and an explicit default-valued flag still wins', async () => {
     const file = await write('w.json', JSON.stringify({ worker: { master: 'h:1', transport: 'socketio' } }));
-    const resolved = await resolve(workerCommand, WORKER_BINDINGS, ['--transport', 'tcp'], {
+    const resolved = await resolve(workerCommand, 'worker', ['--transport', 'tcp'], {
       DINFER_CONFIG: file,
       DINFER_MEMORY: '2GB',
       DINFER_QUEUE_LIMIT: '4',
@@ -233,19 +225,19 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
     expect(resolved.configFile).toBe(file);
     expect(resolved.options.master).toBe('h:1');
     expect(resolved.options.transport).toBe('tcp');
-    expect(resolved.options.memory).toBe(2e9);
+    expect(resolved.options.memoryBytes).toBe(2e9);
     expect(resolved.options.queueLimit).toBe(4);
   });
 
   it('reads booleans and lists from the environment, and negated flags beat the file', async () => {
     const file = await write('p.yaml', 'master:\n  profile: true\n  cluster: { startDegraded: false }\n');
-    const resolved = await resolve(masterCommand, MASTER_BINDINGS, ['--config', file, '--no-profile'], {
+    const resolved = await resolve(masterCommand, 'master', ['--config', file, '--no-profile'], {
       DINFER_START_DEGRADED: 'yes',
       DINFER_CUTS: '4, 9',
       DINFER_MODEL: '/x/model.json',
     });
     expect(resolved.options.profile).toBe(false);
-    expect(resolved.options.degraded).toBe(true);
+    expect(resolved.options.startDegraded).toBe(true);
     expect(resolved.options.cuts).toEqual([4, 9]);
     expect(readEnvValue('nope', 'boolean')).toBe('nope');
     expect(readEnvValue(' WASM ', 'name')).toBe('wasm');
@@ -257,14 +249,14 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
       'serve.yaml',
       'master:\n  batching: { maxBatchSize: 16, maxDelayMs: 2.5, maxQueue: 99 }\n  cache: { enabled: false, maxBytes: 1MiB }\n',
     );
-    const resolved = await resolve(upCommand, UP_BINDINGS, ['--config', file, '--max-batch-delay-ms', '7'], {
+    const resolved = await resolve(upCommand, 'up', ['--config', file, '--max-batch-delay-ms', '7'], {
       DINFER_MAX_QUEUE: '12',
     });
     expect(resolved.options.maxBatchSize).toBe(16);
     expect(resolved.options.maxBatchDelayMs).toBe(7);
     expect(resolved.options.maxQueue).toBe(12);
     expect(resolved.options.cache).toBe(false);
-    expect(resolved.options.cacheBytes).toBe(2 ** 20);
+    expect(resolved.options.cacheMaxBytes).toBe(2 ** 20);
   });
 
   it('assembles the image preprocessing from the file and the environment', async () => {
@@ -272,7 +264,7 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
       'pre.yaml',
       'master:\n  preprocess: { scale: 0.5, std: [0.2, 0.3, 0.4], fit: cover }\n',
     );
-    const resolved = await resolve(masterCommand, MASTER_BINDINGS, ['--config', file, '--model', 'm'], {
+    const resolved = await resolve(masterCommand, 'master', ['--config', file, '--model', 'm'], {
       DINFER_PREPROCESS_MEAN: '0.485,0.456,0.406',
     });
     expect(preprocessSettings(resolved.options)).toEqual({
@@ -286,38 +278,147 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
 
   it('names the variable or the flag that holds a bad value', async () => {
     expect(
-      await configError(
-        resolve(masterCommand, MASTER_BINDINGS, ['--model', 'm'], { DINFER_HTTP_PORT: '80a' }),
-      ),
+      await configError(resolve(masterCommand, 'master', ['--model', 'm'], { DINFER_HTTP_PORT: '80a' })),
     ).toBe('DINFER_HTTP_PORT: expected an integer between 0 and 65535, got "80a"');
     expect(
-      await configError(resolve(masterCommand, MASTER_BINDINGS, ['--model', 'm'], { DINFER_CUTS: '3,x' })),
+      await configError(resolve(masterCommand, 'master', ['--model', 'm'], { DINFER_CUTS: '3,x' })),
     ).toBe('DINFER_CUTS ([1]): expected a positive integer, got "x"');
-    expect(await configError(resolve(masterCommand, MASTER_BINDINGS, ['--http-port', '80a']))).toBe(
+    expect(await configError(resolve(masterCommand, 'master', ['--http-port', '80a']))).toBe(
       '--http-port: expected an integer between 0 and 65535, got NaN',
     );
-    expect(await configError(resolve(upCommand, UP_BINDINGS, [], { DINFER_BACKEND: 'gpu' }))).toBe(
+    expect(await configError(resolve(upCommand, 'up', [], { DINFER_BACKEND: 'gpu' }))).toBe(
       'DINFER_BACKEND: expected one of tensorflow, wasm, cpu, got "gpu"',
     );
   });
 
   it('binds only options the commands declare, and documents every variable once', () => {
     const optionNames = (command: Command) => new Set(command.options.map((o) => o.attributeName()));
-    const check = (command: Command, bindings: readonly ConfigBinding[]) => {
+    const check = (command: Command, name: SettingCommand) => {
       const names = optionNames(command);
       expect(names.has('config')).toBe(true);
-      return bindings.filter((b) => !names.has(b.option)).map((b) => b.option);
+      return settingsOf(name)
+        .filter((s) => optionsOf(command, s).current === undefined)
+        .map((s) => s.key);
     };
     // Settings without a flag are set by the file or the environment only.
     const configOnly = ['preprocessScale', 'preprocessMean', 'preprocessStd', 'preprocessFit'];
-    expect(check(masterCommand(silent), MASTER_BINDINGS).filter((o) => !configOnly.includes(o))).toEqual([]);
-    expect(check(upCommand(silent), UP_BINDINGS).filter((o) => !configOnly.includes(o))).toEqual([]);
-    expect(check(workerCommand(silent), WORKER_BINDINGS)).toEqual([]);
+    expect(check(masterCommand(silent), 'master').filter((o) => !configOnly.includes(o))).toEqual([]);
+    expect(check(upCommand(silent), 'up').filter((o) => !configOnly.includes(o))).toEqual([]);
+    expect(check(workerCommand(silent), 'worker')).toEqual([]);
     const vars = environmentVariables().map((v) => v.env);
     expect(new Set(vars).size).toBe(vars.length);
     expect(vars).toEqual(
       expect.arrayContaining(['DINFER_CONFIG', 'DINFER_HTTP_PORT', 'DINFER_TOKEN', 'DINFER_MASTER']),
     );
+  });
+});
+
+describe('the settings table', () => {
+  it('gives each command each name once, and every default passes its own schema', () => {
+    for (const command of ['master', 'up', 'worker'] as const) {
+      const keys = settingsOf(command).map((s) => s.key);
+      expect(new Set(keys).size, command).toBe(keys.length);
+      const flags = settingsOf(command).flatMap((s) =>
+        s.flag ? [s.flag.spelling.split(' ')[0], ...(s.flag.former ?? [])] : [],
+      );
+      expect(new Set(flags).size, command).toBe(flags.length);
+    }
+    for (const entry of SETTINGS as readonly Setting[]) {
+      expect(entry.flag ?? entry.env ?? entry.config, entry.key).toBeDefined();
+      if (entry.default !== undefined) {
+        expect(entry.schema.safeParse(entry.default).success, entry.key).toBe(true);
+      }
+    }
+  });
+
+  it('makes the help of every flag name its variable, its config path and its default', async () => {
+    const out: string[] = [];
+    const io: CliIo = { out: (t) => out.push(t), err: (t) => out.push(t) };
+    expect(await runCli(['node', 'dinfer', 'master', '--help'], io)).toBe(0);
+    const help = out.join('').replace(/\s+/g, ' ');
+    expect(help).toContain(
+      '--max-batch-size <n> dynamic batching: most rows per batch, 1 = off [DINFER_MAX_BATCH_SIZE, master.batching.maxBatchSize] (default: 8)',
+    );
+    expect(help).toContain('[DINFER_HTTP_PORT, master.http.port] (default: 8080)');
+    expect(help).toContain('--start-degraded');
+    // Former spellings work but are not offered.
+    expect(help).not.toContain('--degraded');
+    expect(help).not.toContain('--cache-bytes');
+  });
+
+  it('still takes the former spellings of renamed settings', async () => {
+    const file = await write('former.yaml', 'master:\n  batching: { maxDelayMs: 2.5 }\n');
+    const master = await resolve(
+      masterCommand,
+      'master',
+      ['--config', file, '--degraded', '--cache-bytes', '1MiB'],
+      {
+        DINFER_HTTP_BODY_LIMIT: '2MiB',
+      },
+    );
+    expect(master.options.startDegraded).toBe(true);
+    expect(master.sources.startDegraded).toBe('flag');
+    expect(master.options.cacheMaxBytes).toBe(2 ** 20);
+    expect(master.options.maxBatchDelayMs).toBe(2.5);
+    expect(master.sources.maxBatchDelayMs).toBe('file');
+    expect(master.options.bodyLimitBytes).toBe(2 * 2 ** 20);
+    // The current name of a variable wins over its former one.
+    const both = await resolve(workerCommand, 'worker', ['--master', 'h:1'], {
+      DINFER_MEMORY: '1GB',
+      DINFER_MEMORY_BYTES: '3GB',
+    });
+    expect(both.options.memoryBytes).toBe(3e9);
+  });
+
+  it('takes module paths for the transport and the scheduler, relative to the config file', async () => {
+    const file = await write(
+      'modules.yaml',
+      'master:\n  cluster: { transport: ./ext/transport.js, scheduler: sched.mjs }\nworker:\n  transport: tcp\n',
+    );
+    const master = await resolve(masterCommand, 'master', ['--config', file]);
+    expect(master.options.transport).toBe(path.join(dir, 'ext', 'transport.js'));
+    expect(master.options.scheduler).toBe(path.join(dir, 'sched.mjs'));
+    expect((await resolve(workerCommand, 'worker', ['--config', file])).options.transport).toBe('tcp');
+    const upper = await write('upper.yaml', 'worker:\n  transport: SOCKETIO\n');
+    expect(await configError(loadConfigFile(upper))).toBe(
+      `${upper}: worker.transport: expected one of tcp, socketio, got "SOCKETIO"`,
+    );
+    const fromEnv = await resolve(workerCommand, 'worker', ['--master', 'h:1'], {
+      DINFER_TRANSPORT: ' SocketIO ',
+    });
+    expect(fromEnv.options.transport).toBe('socketio');
+    const pathFromEnv = await resolve(workerCommand, 'worker', ['--master', 'h:1'], {
+      DINFER_TRANSPORT: './My-Transport.js',
+    });
+    expect(pathFromEnv.options.transport).toBe('./My-Transport.js');
+  });
+
+  it('refuses a setting given under both its names, and hides former keys from suggestions', async () => {
+    const file = await write('twice.yaml', 'master:\n  batching: { maxDelayMs: 1, maxBatchDelayMs: 2 }\n');
+    expect(await configError(loadConfigFile(file))).toBe(
+      `${file}: master.batching.maxBatchDelayMs: give maxBatchDelayMs or its former name maxDelayMs, not both`,
+    );
+    expect(
+      await configError(resolve(masterCommand, 'master', ['--model', 'm', '--degraded', '--start-degraded'])),
+    ).toBe('--start-degraded and --degraded are one setting: give it once');
+    const typo = await configError(
+      Promise.resolve().then(() => parseConfig({ master: { batching: { maxDelay: 1 } } }, 'c.json')),
+    );
+    expect(typo).toBe(
+      'c.json: master.batching.maxDelay: unknown key (did you mean "maxBatchDelayMs"?); expected one of maxBatchSize, maxBatchDelayMs, maxQueue',
+    );
+  });
+
+  it('is what the README documents: every variable with its config paths', async () => {
+    const readme = await readFile(
+      path.join(path.dirname(fileURLToPath(import.meta.url)), '../README.md'),
+      'utf8',
+    );
+    const rows = [...readme.matchAll(/^\| `(DINFER_[A-Z_]+)` +\| (.+?) +\|$/gm)].map(([, env, paths]) => ({
+      env,
+      path: paths!.startsWith('`') ? paths!.replace(/`/g, '') : `(${paths})`,
+    }));
+    expect(rows).toEqual(environmentVariables());
   });
 });
 

@@ -6,20 +6,18 @@
 import { initBackend } from '@dinfer/core';
 import { accuracy, type ExampleModelName, loadExampleModel, mnistTestSet } from '@dinfer/examples';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 import {
+  cleanUpAfterEachTest,
   getJson,
   type InProcessMaster,
-  killAllChildren,
   maxRelativeError,
   nest,
   postJson,
-  removeTempDirs,
   type SimpleAnswer,
   spawnWorkers,
   startMasterInProcess,
-  stopMaster,
   TRANSPORTS,
   topIndices,
   v2Infer,
@@ -35,15 +33,10 @@ beforeAll(async () => {
   await initBackend();
 });
 
-afterEach(async () => {
-  await stopMaster(master);
+cleanUpAfterEachTest(() => {
+  const current = master;
   master = undefined;
-  await killAllChildren();
-});
-
-afterAll(async () => {
-  await killAllChildren();
-  await removeTempDirs();
+  return current;
 });
 
 /** Starts a master for `modelJsonPath` and `workers` worker processes; resolves once ready. */

@@ -6,24 +6,22 @@ import { createSocket } from 'node:dgram';
 import { type CoordinatorEvent, encodeHeartbeat, initBackend, type WorkerLoad } from '@dinfer/core';
 import { loadExampleModel, mnistTestSet } from '@dinfer/examples';
 import type * as tf from '@tensorflow/tfjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 import {
+  cleanUpAfterEachTest,
   getJson,
   type InProcessMaster,
   type InProcessMasterOptions,
-  killAllChildren,
   listFiles,
   maxRelativeError,
   metricValue,
   nest,
   postJson,
-  removeTempDirs,
   type SimpleAnswer,
   spawnWorker,
   spawnWorkers,
   startMasterInProcess,
-  stopMaster,
   TRANSPORTS,
   topIndices,
   v2Infer,
@@ -55,15 +53,10 @@ beforeAll(async () => {
   example.model.dispose();
 });
 
-afterEach(async () => {
-  await stopMaster(master);
+cleanUpAfterEachTest(() => {
+  const current = master;
   master = undefined;
-  await killAllChildren();
-});
-
-afterAll(async () => {
-  await killAllChildren();
-  await removeTempDirs();
+  return current;
 });
 
 /** A master for the MNIST CNN (2 stages) and `workers` worker processes, ready. */

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach } from 'vitest';
 import { type MasterHandle, type MasterOptions, startMaster } from '../src/cluster/master.js';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 
@@ -22,6 +23,18 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 
 /** The built `dinfer` executable (run `tsc -p tsconfig.build.json` in packages/server first). */
 export const CLI_MAIN = path.join(REPO_ROOT, 'packages/server/dist/cli/main.js');
+
+/** `dinfer master` flags for a master on loopback with free ports (HTTP and cluster). */
+export const LOOPBACK_MASTER_ARGS: readonly string[] = [
+  '--http-host',
+  '127.0.0.1',
+  '--http-port',
+  '0',
+  '--cluster-host',
+  '127.0.0.1',
+  '--cluster-port',
+  '0',
+];
 
 /** Both cluster transports. */
 export const TRANSPORTS: readonly TransportKind[] = ['tcp', 'socketio'];
@@ -32,6 +45,10 @@ export interface ChildHandle {
   readonly process: ChildProcess;
   /** Every stdout and stderr line so far. */
   readonly lines: string[];
+  /** The stdout lines so far. */
+  readonly stdout: string[];
+  /** The stderr lines so far. */
+  readonly stderr: string[];
   /** Resolves when the process has exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** True once the process has exited. */
@@ -54,8 +71,17 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const lines: string[] = [];
-  for (const stream of [child.stdout, child.stderr]) {
-    if (stream) createInterface({ input: stream }).on('line', (line) => lines.push(line));
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  for (const [stream, own] of [
+    [child.stdout, stdout],
+    [child.stderr, stderr],
+  ] as const) {
+    if (stream)
+      createInterface({ input: stream }).on('line', (line) => {
+        lines.push(line);
+        own.push(line);
+      });
   }
   let done = false;
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
@@ -72,6 +98,8 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
     name,
     process: child,
     lines,
+    stdout,
+    stderr,
     exited,
     hasExited: () => done,
     output: () => lines.join('\n'),
@@ -81,12 +109,42 @@ export function spawnCli(name: string, args: readonly string[], env: NodeJS.Proc
   return handle;
 }
 
+/** How a `dinfer` command that ran to its end exited, and what it wrote on each stream. */
+export interface CliRun {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `node dist/cli/main.js <args>` to its end (from the repository root, on wasm). */
+export function runBuiltCli(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<CliRun> {
+  if (!existsSync(CLI_MAIN)) {
+    throw new Error(`${CLI_MAIN} is missing: build packages/server (npx tsc -p tsconfig.build.json)`);
+  }
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI_MAIN, ...args],
+      {
+        cwd: REPO_ROOT,
+        env: { ...process.env, DINFER_BACKEND: 'wasm', DINFER_DEBUG: '', ...env },
+        maxBuffer: 16 << 20,
+      },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
 /** Options of {@link spawnWorker}. */
 export interface SpawnWorkerOptions {
   /** The master's cluster address. */
   readonly master: string;
   readonly token: string;
-  readonly transport: TransportKind;
+  /** A built-in transport, or the path of a transport module (relative to the repository root). */
+  readonly transport: TransportKind | string;
   readonly name: string;
   /** Shard cache directory; default: a fresh temporary one. */
   readonly cacheDir?: string;
@@ -174,7 +232,7 @@ export async function startMasterInProcess(options: InProcessMasterOptions): Pro
     clusterPort: 0,
     profile: false,
     // Failure tests repeat inputs and must reach the workers each time: no result cache.
-    cacheBytes: 0,
+    cacheMaxBytes: 0,
     ...options,
     token,
   });
@@ -334,6 +392,22 @@ export function metricValue(exposition: string, name: string, labels: Record<str
     if (Object.entries(labels).every(([k, v]) => text.includes(`${k}="${v}"`))) total += Number(match[2]);
   }
   return total;
+}
+
+/**
+ * Registers the cleanup of an end-to-end test file: after each test, the master `take()`
+ * hands over is stopped and every child process killed; after the file, the temporary
+ * directories go too.
+ */
+export function cleanUpAfterEachTest(take: () => MasterHandle | undefined): void {
+  afterEach(async () => {
+    await stopMaster(take());
+    await killAllChildren();
+  });
+  afterAll(async () => {
+    await killAllChildren();
+    await removeTempDirs();
+  });
 }
 
 /** Stops a master started by {@link startMasterInProcess}, bounded, ignoring errors. */

@@ -402,3 +402,56 @@ describe('dinfer model', () => {
     expect(badUrl).toBe(2);
   });
 });
+
+describe('without a repository directory (a master started with --model)', () => {
+  it('lists and re-activates what the coordinator holds, and names nothing on disk', async () => {
+    const single = createModelRepository({ coordinator, rolloutTimeoutMs: 30_000 });
+    expect(single.dir).toBeUndefined();
+    for (const [version, seed] of [
+      ['1', 21],
+      ['2', 22],
+    ] as const) {
+      await coordinator.deploy(
+        { name: 'solo', version, model: tinyModel(seed), cuts: [] },
+        { timeoutMs: 30_000 },
+      );
+    }
+    try {
+      const solo = async () => (await single.index()).filter((e) => e.name === 'solo');
+      expect(await solo()).toEqual([
+        { name: 'solo', version: '1', state: 'UNAVAILABLE', reason: REASON_STANDBY },
+        { name: 'solo', version: '2', state: 'READY', reason: '' },
+      ]);
+      // Only what the coordinator holds: no version read from disk is listed.
+      const held = coordinator.versions().map((v) => `${v.model}@${v.version}`);
+      expect((await single.index()).map((e) => `${e.name}@${e.version}`).sort()).toEqual(held.sort());
+      expect((await single.index({ ready: true })).every((e) => e.state === 'READY')).toBe(true);
+
+      expect(await single.load('solo')).toEqual({
+        name: 'solo',
+        version: '2',
+        previous: '2',
+        action: 'unchanged',
+      });
+      expect(await single.load('solo', { version: '1' })).toEqual({
+        name: 'solo',
+        version: '1',
+        previous: '2',
+        action: 'activated',
+      });
+      expect(single.heldVersions('solo').sort()).toEqual(['1', '2']);
+      await expect(single.load('solo', { version: '9' })).rejects.toThrow(
+        /^model "solo" has no version "9"; known versions: 1, 2$/,
+      );
+      await expect(single.load('ghost')).rejects.toThrow(/^unknown model "ghost"; known models: .*"solo"/);
+      await expect(single.scan()).rejects.toMatchObject({ code: 'DINFER_ERR_INVALID_ARGUMENT' });
+      await expect(single.loadAll()).rejects.toThrow(/serves a single model/);
+      expect(single.preprocessFor(coordinator.models().find((m) => m.name === 'solo')!)).toBeUndefined();
+      expect(await single.unload('solo', { version: '2' })).toEqual({ name: 'solo', version: '2' });
+      expect(single.heldVersions('solo')).toEqual(['1']);
+    } finally {
+      await single.unload('solo').catch(() => {});
+    }
+    expect(coordinator.versions('solo')).toEqual([]);
+  });
+});

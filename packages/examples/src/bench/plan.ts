@@ -25,9 +25,9 @@ import {
   planCuts,
   profileLayers,
 } from '@dinfer/core';
+import { resnet50 } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError } from 'commander';
-import { resnet50 } from '../models/resnet50.js';
 
 /** Balance targets by stage count. */
 const TARGETS: Readonly<Record<number, number>> = { 2: 1.1, 4: 1.25 };

@@ -31,6 +31,7 @@ import {
   initBackend,
   type WeightQuantization,
 } from '@dinfer/core';
+import { seededRandom } from '@dinfer/core/models';
 import {
   bytesOf,
   type CountingTransport,
@@ -40,7 +41,6 @@ import {
 } from '@dinfer/core/testing';
 import * as tf from '@tensorflow/tfjs';
 import { loadExampleModel } from '../models/cache.js';
-import { seededRandom } from '../models/rng.js';
 
 const TOKEN = 'bench-sync-token';
 const SYNC_TYPES = ['blob.status', 'blob.chunk', 'blob.delta', 'stage.load'];

@@ -1,18 +1,21 @@
 /**
- * An on-disk cache of the example models: generated once, loaded from disk afterwards.
+ * The example models by name: the generated ones cached on disk (see `loadGeneratedModel`
+ * in `@dinfer/core/models`), and the trained MNIST CNN shipped with this package.
  *
  * @module
  */
-import { existsSync } from 'node:fs';
-import { rename, rm } from 'node:fs/promises';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { DinferError, DinferErrorCode, isDinferError, loadLayersModel, saveLayersModel } from '@dinfer/core';
-import type * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode, loadLayersModel } from '@dinfer/core';
+import {
+  type CachedModel,
+  DEFAULT_MODEL_SEED,
+  type GeneratedModel,
+  type GeneratedModelCacheOptions,
+  generatedModelCacheDir,
+  loadGeneratedModel,
+  RESNET50_MODEL,
+} from '@dinfer/core/models';
 import { mnistCnnAssetPath } from './mnist-cnn.js';
 import { mobilenetV2 } from './mobilenet-v2.js';
-import { DEFAULT_MODEL_SEED } from './options.js';
-import { resnet50 } from './resnet50.js';
 
 /** The example models {@link loadExampleModel} knows. */
 export const EXAMPLE_MODEL_NAMES = ['resnet50', 'mobilenetv2', 'mnist-cnn'] as const;
@@ -20,110 +23,28 @@ export const EXAMPLE_MODEL_NAMES = ['resnet50', 'mobilenetv2', 'mnist-cnn'] as c
 /** Name of an example model. */
 export type ExampleModelName = (typeof EXAMPLE_MODEL_NAMES)[number];
 
-/** Options for {@link loadExampleModel}. */
-export interface LoadExampleModelOptions {
-  /**
-   * Directory holding `<name>/model.json`. Default: `$DINFER_CACHE_DIR/models` when that
-   * variable is set, else `<repository root>/.cache/models`.
-   */
-  readonly cacheDir?: string;
-}
+/**
+ * Options for {@link loadExampleModel}: `cacheDir` holds `<name>/model.json` (default:
+ * `$DINFER_CACHE_DIR/models` when that variable is set, else `<repository root>/.cache/models`).
+ */
+export type LoadExampleModelOptions = GeneratedModelCacheOptions;
 
 /** A loaded example model and where its artifacts are. */
-export interface ExampleModel {
-  readonly model: tf.LayersModel;
-  /** Absolute path of the model's `model.json` (standard TF.js artifacts). */
-  readonly modelJsonPath: string;
-}
+export type ExampleModel = CachedModel;
 
-/**
- * Version of the generators' output. Bump it when a generator's architecture or weights
- * change, so stale cache entries are regenerated rather than silently reused.
- */
-const GENERATOR_VERSION = 1;
-
-interface CacheStamp {
-  readonly name: string;
-  readonly generator: number;
-  readonly seed: number;
-}
-
-const generators: Record<Exclude<ExampleModelName, 'mnist-cnn'>, () => tf.LayersModel> = {
-  resnet50: () => resnet50({ seed: DEFAULT_MODEL_SEED }),
-  mobilenetv2: () => mobilenetV2({ seed: DEFAULT_MODEL_SEED }),
+const generated: Record<Exclude<ExampleModelName, 'mnist-cnn'>, GeneratedModel> = {
+  resnet50: RESNET50_MODEL,
+  mobilenetv2: {
+    name: 'mobilenetv2',
+    generator: 1,
+    seed: DEFAULT_MODEL_SEED,
+    generate: () => mobilenetV2({ seed: DEFAULT_MODEL_SEED }),
+  },
 };
-
-/** The repository root (the nearest folder above this file with `pnpm-workspace.yaml`), if any. */
-function repositoryRoot(): string | undefined {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'pnpm-workspace.yaml'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) return undefined;
-    dir = parent;
-  }
-}
 
 /** The directory that holds `<name>/model.json` for each cached example model. */
 export function exampleModelCacheDir(options: LoadExampleModelOptions = {}): string {
-  if (options.cacheDir !== undefined) return path.resolve(options.cacheDir);
-  const env = process.env.DINFER_CACHE_DIR;
-  if (env) return path.resolve(env, 'models');
-  return path.join(repositoryRoot() ?? process.cwd(), '.cache', 'models');
-}
-
-function stampOf(model: tf.LayersModel): CacheStamp | undefined {
-  const meta = model.getUserDefinedMetadata() as { dinferExample?: CacheStamp } | undefined;
-  return meta?.dinferExample;
-}
-
-function isCurrent(stamp: CacheStamp | undefined, name: string): boolean {
-  return stamp?.name === name && stamp.generator === GENERATOR_VERSION && stamp.seed === DEFAULT_MODEL_SEED;
-}
-
-/** Loads a cached model, or returns undefined when it is missing, unreadable or stale. */
-async function loadCached(name: string, modelJsonPath: string): Promise<tf.LayersModel | undefined> {
-  if (!existsSync(modelJsonPath)) return undefined;
-  try {
-    const model = await loadLayersModel(modelJsonPath);
-    if (isCurrent(stampOf(model), name)) return model;
-    model.dispose();
-    return undefined;
-  } catch (error) {
-    const broken =
-      isDinferError(error, DinferErrorCode.MODEL_CORRUPT) ||
-      isDinferError(error, DinferErrorCode.MODEL_NOT_FOUND);
-    if (broken) return undefined;
-    throw error;
-  }
-}
-
-/**
- * Generates a model and writes it to `dir` atomically: into a private temporary directory
- * first, then renamed into place, so concurrent processes never see half-written artifacts.
- */
-async function generate(name: Exclude<ExampleModelName, 'mnist-cnn'>, dir: string): Promise<tf.LayersModel> {
-  const model = generators[name]();
-  const stamp: CacheStamp = { name, generator: GENERATOR_VERSION, seed: DEFAULT_MODEL_SEED };
-  model.setUserDefinedMetadata({ dinferExample: stamp });
-  const temporary = `${dir}.tmp-${process.pid}-${Date.now()}`;
-  try {
-    await saveLayersModel(model, temporary);
-    await rm(dir, { recursive: true, force: true });
-    await rename(temporary, dir);
-  } catch (error) {
-    await rm(temporary, { recursive: true, force: true });
-    // Another process may have put a complete copy in place first: that one is as good.
-    if (existsSync(path.join(dir, 'model.json'))) return model;
-    model.dispose();
-    throw isDinferError(error)
-      ? error
-      : new DinferError(DinferErrorCode.MODEL_IO, `cannot write the ${name} example model to ${dir}`, {
-          details: { path: dir },
-          cause: error,
-        });
-  }
-  return model;
+  return generatedModelCacheDir(options);
 }
 
 /**
@@ -151,9 +72,5 @@ export async function loadExampleModel(
     const modelJsonPath = mnistCnnAssetPath();
     return { model: await loadLayersModel(modelJsonPath), modelJsonPath };
   }
-  const dir = path.join(exampleModelCacheDir(options), name);
-  const modelJsonPath = path.join(dir, 'model.json');
-  const cached = await loadCached(name, modelJsonPath);
-  if (cached) return { model: cached, modelJsonPath };
-  return { model: await generate(name, dir), modelJsonPath };
+  return loadGeneratedModel(generated[name], options);
 }

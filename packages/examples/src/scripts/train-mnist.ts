@@ -15,11 +15,11 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DinferError, DinferErrorCode, describeBackend, initBackend, saveLayersModel } from '@dinfer/core';
+import { seededRandom } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { registerConv2DFilterGradKernel } from '../models/conv2d-filter-grad.js';
 import { mnistCnn, mnistCnnAssetPath } from '../models/mnist-cnn.js';
 import { accuracy, MNIST_TEST_PER_DIGIT, mnistTestSet, mnistTrainSet } from '../models/mnist-data.js';
-import { seededRandom } from '../models/rng.js';
 
 /** Settings of one training run. */
 interface TrainSettings {

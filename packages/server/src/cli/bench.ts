@@ -11,10 +11,11 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '@dinfer/core';
-import { seededRandom as prng } from '@dinfer/core/testing';
+import { seededRandom } from '@dinfer/core/models';
 import autocannon from 'autocannon';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type CliIo, parsePositiveInt, table } from './common.js';
+import { parsePositiveInt } from './arguments.js';
+import { type CliIo, table } from './common.js';
 
 /** Options of `dinfer bench`. */
 export interface BenchOptions {
@@ -82,13 +83,13 @@ function fail(message: string, code: DinferErrorCode = DinferErrorCode.INVALID_A
 
 /** Values for one input: uniform [0, 1) floats, 0/1 integers and booleans (safe for embeddings), or zeros. */
 function inputValues(datatype: string, count: number, kind: BenchOptions['input'], seed: number): number[] {
-  const next = prng(seed);
+  const random = seededRandom(seed);
   const values = new Array<number>(count);
   for (let i = 0; i < count; i++) {
     if (kind === 'zeros') values[i] = 0;
-    else if (datatype === 'FP32' || datatype === 'FP16' || datatype === 'FP64') values[i] = next();
-    else if (datatype === 'UINT8') values[i] = Math.floor(next() * 256);
-    else values[i] = next() < 0.5 ? 0 : 1;
+    else if (datatype === 'FP32' || datatype === 'FP16' || datatype === 'FP64') values[i] = random.next();
+    else if (datatype === 'UINT8') values[i] = Math.floor(random.next() * 256);
+    else values[i] = random.next() < 0.5 ? 0 : 1;
   }
   return values;
 }

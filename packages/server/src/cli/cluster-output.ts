@@ -10,12 +10,9 @@ import { pino } from 'pino';
 import type { CliIo } from './common.js';
 import { formatBytes } from './common.js';
 
-/** Structured JSON logs on stderr (level from `--log-level` or `DINFER_LOG_LEVEL`, default `warn`). */
-export function createLogger(level?: string): Logger & pino.Logger {
-  return pino(
-    { level: level ?? process.env.DINFER_LOG_LEVEL ?? 'warn', base: { pid: process.pid } },
-    pino.destination(2),
-  );
+/** Structured JSON logs on stderr at `level` (the `logLevel` setting). */
+export function createLogger(level: string): Logger & pino.Logger {
+  return pino({ level, base: { pid: process.pid } }, pino.destination(2));
 }
 
 /** Renders coordinator events for people. */

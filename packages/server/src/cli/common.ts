@@ -1,6 +1,6 @@
 /**
- * Pieces every `dinfer` command shares: the `--backend` option, model loading, argument
- * parsers and plain-text tables.
+ * Pieces every `dinfer` command shares: the `--backend` option, model loading and plain-text
+ * tables.
  *
  * @module
  */
@@ -16,9 +16,13 @@ import {
   loadLayersModel,
 } from '@dinfer/core';
 import type * as tf from '@tensorflow/tfjs';
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { Command } from 'commander';
+import { backendOption } from '../config/command-options.js';
 
-/** Where a command writes: stdout for results, stderr for diagnostics. */
+/**
+ * Where a command writes: `out` (stdout) for its results (URLs, addresses, plans, JSON, tables,
+ * the ready banner), `err` (stderr) for progress, warnings, errors and logs.
+ */
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;
@@ -39,15 +43,9 @@ export interface CommonOptions {
   readonly backend?: BackendName;
 }
 
-/** Adds `--backend <name>` to a command. */
+/** Adds `--backend <name>` (as the settings table declares it) to a command that takes no config. */
 export function withBackendOption(command: Command): Command {
-  return command.addOption(
-    new Option('--backend <name>', 'TF.js backend (default: fastest available, or $DINFER_BACKEND)').choices([
-      'tensorflow',
-      'wasm',
-      'cpu',
-    ] satisfies BackendName[]),
-  );
+  return command.addOption(backendOption());
 }
 
 /** Initialises the backend and prints which one is active on stderr. */
@@ -70,56 +68,6 @@ export async function loadModel(source: string): Promise<tf.LayersModel> {
     });
   }
   return loadLayersModel(file);
-}
-
-/** Parses a positive integer command-line value. */
-export function parsePositiveInt(value: string): number {
-  const n = Number(value);
-  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n) || n < 1) {
-    throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
-  }
-  return n;
-}
-
-/** Parses a positive number (e.g. a link speed). */
-export function parsePositiveNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n) || n <= 0) {
-    throw new InvalidArgumentError(`expected a positive number, got "${value}"`);
-  }
-  return n;
-}
-
-/** Parses a comma-separated list of integers: `12,40,81`. */
-export function parseCutList(value: string): number[] {
-  const parts = value.split(',').map((p) => p.trim());
-  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) {
-    throw new InvalidArgumentError(`expected comma-separated layer indices like "12,40", got "${value}"`);
-  }
-  return parts.map(Number);
-}
-
-const byteUnits: Record<string, number> = {
-  '': 1,
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-};
-
-/** Parses a byte count: `50000000`, `50MB`, `1.5GiB` (kB/MB/GB are decimal, KiB/MiB/GiB binary). */
-export function parseBytes(value: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
-  const unit = byteUnits[match?.[2]?.toLowerCase() ?? 'x'];
-  if (!match || unit === undefined) {
-    throw new InvalidArgumentError(`expected a byte count like 50000000, 50MB or 1.5GiB, got "${value}"`);
-  }
-  const bytes = Math.floor(Number(match[1]) * unit);
-  if (bytes <= 0) throw new InvalidArgumentError(`expected a positive byte count, got "${value}"`);
-  return bytes;
 }
 
 /** Formats a byte count for humans: `1.61 MB`. */

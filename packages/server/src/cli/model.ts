@@ -15,7 +15,8 @@
 import { DinferError, DinferErrorCode } from '@dinfer/core';
 import { Command, InvalidArgumentError } from 'commander';
 import type { LoadOutcome, RepositoryIndexEntry } from '../repository/model-repository.js';
-import { type CliIo, parsePositiveInt, table } from './common.js';
+import { parsePositiveInt } from './arguments.js';
+import { type CliIo, table } from './common.js';
 
 /** Environment variable with the default `--url`. */
 export const MASTER_URL_ENV = 'DINFER_URL';

@@ -13,14 +13,12 @@ import {
 } from '@dinfer/core';
 import type * as tf from '@tensorflow/tfjs';
 import { Command, Option } from 'commander';
+import { parseBytes, parsePositiveInt, parsePositiveNumber } from './arguments.js';
 import {
   type CliIo,
   type CommonOptions,
   formatBytes,
   loadModel,
-  parseBytes,
-  parsePositiveInt,
-  parsePositiveNumber,
   setupBackend,
   table,
   withBackendOption,

@@ -7,16 +7,8 @@
 import path from 'node:path';
 import { analyzeModel, evaluateCuts, partitionModel, savePartition } from '@dinfer/core';
 import { Command } from 'commander';
-import {
-  type CliIo,
-  formatBytes,
-  loadModel,
-  parseCutList,
-  parsePositiveInt,
-  setupBackend,
-  table,
-  withBackendOption,
-} from './common.js';
+import { parseCutList, parsePositiveInt } from './arguments.js';
+import { type CliIo, formatBytes, loadModel, setupBackend, table, withBackendOption } from './common.js';
 import { computePlan, type PlanningOptions, withPlanningOptions } from './plan.js';
 
 /** Options of `dinfer split`. */

@@ -4,47 +4,57 @@
  *
  * @module
  */
-import { availableParallelism } from 'node:os';
 import { initBackend } from '@dinfer/core';
 import { Command } from 'commander';
+import { isModulePath } from '../cluster/extension-module.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';
-import { UP_BINDINGS } from '../config/bindings.js';
-import { resolveCommandOptions } from '../config/resolve.js';
+import { parseTransportKind } from '../cluster/transport-factory.js';
+import { withSettingOptions } from '../config/command-options.js';
+import { type CommandSettings, type ResolvedOptions, resolveCommandOptions } from '../config/resolve.js';
+import { prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
-import { type CliIo, parsePositiveInt } from './common.js';
-import { defaultExampleModel } from './example-model.js';
-import { type ServeOptions, serveSettings, withServeOptions } from './master.js';
+import type { CliIo } from './common.js';
+import { defaultModel } from './default-model.js';
+import { schedulerOf } from './extensions.js';
+import { serveSettings } from './master.js';
 
-interface UpOptions extends ServeOptions {
-  readonly model?: string;
-  readonly workers: number;
-  readonly cacheDir?: string;
-  /** Exit once ready (for scripts and smoke tests) instead of serving until a signal. */
-  readonly exitWhenReady: boolean;
-}
-
-/** Runs `dinfer up` until SIGINT/SIGTERM. */
-export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
+/** Runs `dinfer up` until SIGINT/SIGTERM (or until ready, with `--exit-when-ready`). */
+export async function runUp(resolved: ResolvedOptions<'up'>, io: CliIo): Promise<void> {
+  const options: CommandSettings<'up'> = resolved.options;
   // The backend first: generating the example model must already run on it.
   await initBackend({ backend: options.backend });
-  const model = options.model ?? (await defaultExampleModel('resnet50', io));
+  const model = options.model ?? (await defaultModel(io));
   const reporter = createClusterReporter(io);
-  const stages = options.cuts ? undefined : (options.stages ?? Math.max(1, Math.min(options.workers, 4)));
+  // Without stages from any layer: one per worker, at most 4.
+  const stages = options.cuts
+    ? undefined
+    : resolved.sources.stages === 'default'
+      ? Math.max(1, Math.min(options.workers, 4))
+      : options.stages;
+  const logger = createLogger(options.logLevel);
+  const metrics = prometheusMetrics({ logger });
   io.err(`starting a master and ${options.workers} worker process(es) for ${model}`);
   const cluster = await startLocalCluster({
     ...serveSettings(options),
+    // Each worker process loads a transport module itself; the scheduler runs here only.
+    transport: isModulePath(options.transport)
+      ? { module: options.transport }
+      : parseTransportKind(options.transport),
+    scheduler: await schedulerOf(options.scheduler, { logger, metrics }),
+    metrics,
     model,
     stages,
     workers: options.workers,
     cacheDir: options.cacheDir,
-    logger: createLogger(options.logLevel),
+    logger,
     onEvent: (event) => reporter.onEvent(event),
     onStep: (step) => io.err(step),
     onWorkerOutput: (line) => io.err(line),
   });
   reporter.stop();
   const { master } = cluster;
-  io.err(`backend: ${master.backend.name} (${master.backend.source}); cuts [${master.cuts.join(', ')}]`);
+  io.err(`backend: ${master.backend.name} (${master.backend.source})`);
+  io.out(`cuts: [${master.cuts.join(', ')}]`);
   const input = master.coordinator.models()[0]?.inputs[0]?.shape ?? [];
   io.out(readyBanner(master.httpUrl, master.modelName, input));
   if (!options.exitWhenReady) {
@@ -56,14 +66,9 @@ export async function runUp(options: UpOptions, io: CliIo): Promise<void> {
 
 /** The `dinfer up` command. */
 export function upCommand(io: CliIo): Command {
-  return withServeOptions(new Command('up'))
+  return withSettingOptions(new Command('up'), 'up')
     .description('start a local cluster: a master and N worker processes on this machine')
-    .option('--model <model.json>', 'model to serve (default: the generated ResNet50)')
-    .option('--workers <n>', 'worker processes', parsePositiveInt, availableParallelism())
-    .option('--cache-dir <dir>', 'shard cache directory of the workers')
-    .option('--exit-when-ready', 'stop once the cluster is ready (smoke test)', false)
-    .action(async (_flags: unknown, command: Command) => {
-      const { options } = await resolveCommandOptions(command, UP_BINDINGS);
-      return runUp(options as unknown as UpOptions, io);
-    });
+    .action(async (_flags: unknown, command: Command) =>
+      runUp(await resolveCommandOptions(command, 'up'), io),
+    );
 }

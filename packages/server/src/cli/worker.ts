@@ -3,44 +3,38 @@
  *
  * @module
  */
-import { Command, Option } from 'commander';
-import { TRANSPORT_KINDS, type TransportKind } from '../cluster/transport-factory.js';
+import { Command } from 'commander';
 import { startWorkerProcess } from '../cluster/worker-process.js';
-import { WORKER_BINDINGS } from '../config/bindings.js';
-import { requireSetting, resolveCommandOptions, withConfigOption } from '../config/resolve.js';
+import { withSettingOptions } from '../config/command-options.js';
+import { type CommandSettings, requireSetting, resolveCommandOptions } from '../config/resolve.js';
 import { createLogger, untilSignal } from './cluster-output.js';
-import { type CliIo, type CommonOptions, parseBytes, parsePositiveInt, withBackendOption } from './common.js';
-
-interface WorkerCommandOptions extends CommonOptions {
-  readonly master: string;
-  readonly transport: TransportKind;
-  readonly token?: string;
-  readonly name?: string;
-  readonly cacheDir?: string;
-  readonly cacheMaxBytes?: number;
-  readonly memory?: number;
-  readonly queueLimit?: number;
-  readonly logLevel?: string;
-}
+import type { CliIo } from './common.js';
+import { nameOf, transportOf } from './extensions.js';
 
 /** Runs a worker until SIGINT/SIGTERM, then drains: queued work finishes before it exits. */
-export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promise<void> {
+export async function runWorker(
+  options: CommandSettings<'worker'> & { master: string },
+  io: CliIo,
+): Promise<void> {
   const logger = createLogger(options.logLevel);
-  const token = options.token;
+  // The worker runtime rejoins by itself: its transport must not redial on its own.
+  const transport = await transportOf(options.transport, { token: options.token, reconnect: false, logger });
   const handle = await startWorkerProcess({
     master: options.master,
-    transport: options.transport,
-    token,
+    transport,
+    token: options.token,
     name: options.name,
     cacheDir: options.cacheDir,
     cacheMaxBytes: options.cacheMaxBytes,
-    memoryBytes: options.memory,
+    memoryBytes: options.memoryBytes,
     queueLimit: options.queueLimit,
     backend: options.backend,
     logger,
   });
   io.err(`backend: ${handle.backend.name} (${handle.backend.source})`);
-  io.err(`joined ${options.master} as ${handle.worker.workerId}; shard cache ${handle.cacheDir}`);
+  io.out(
+    `joined ${options.master} as ${handle.worker.workerId} (${nameOf(transport)}); shard cache ${handle.cacheDir}`,
+  );
   const signal = await untilSignal();
   io.err(`${signal}: draining`);
   await handle.worker.stop({ drain: true });
@@ -48,23 +42,11 @@ export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promi
 
 /** The `dinfer worker` command. */
 export function workerCommand(io: CliIo): Command {
-  return withConfigOption(withBackendOption(new Command('worker')))
+  return withSettingOptions(new Command('worker'), 'worker')
     .description('join a master and serve pipeline stages')
-    .option(
-      '--master <host:port>',
-      "the master's cluster address (required here, in $DINFER_MASTER or the config)",
-    )
-    .addOption(new Option('--transport <kind>', 'cluster transport').choices(TRANSPORT_KINDS).default('tcp'))
-    .option('--token <token>', 'cluster token (default $DINFER_TOKEN)')
-    .option('--name <name>', 'name shown by the master (default host-pid)')
-    .option('--cache-dir <dir>', 'shard cache directory (default ~/.cache/dinfer/shards)')
-    .option('--cache-max-bytes <bytes>', 'bound of the shard cache', parseBytes)
-    .option('--memory <bytes>', 'memory budget announced to the master', parseBytes)
-    .option('--queue-limit <n>', 'stage requests allowed to wait', parsePositiveInt)
-    .option('--log-level <level>', 'structured log level on stderr')
     .action(async (_flags: unknown, command: Command) => {
-      const { options } = await resolveCommandOptions(command, WORKER_BINDINGS);
-      requireSetting(options, WORKER_BINDINGS, 'master', '--master');
-      return runWorker(options as unknown as WorkerCommandOptions, io);
+      const { options } = await resolveCommandOptions(command, 'worker');
+      requireSetting(options, 'worker', 'master');
+      return runWorker({ ...options, master: options.master as string }, io);
     });
 }

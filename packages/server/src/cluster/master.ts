@@ -7,7 +7,6 @@
 import {
   analyzeModel,
   type BackendInfo,
-  type BackendName,
   batchingService,
   type CachingService,
   type Coordinator,
@@ -27,68 +26,51 @@ import {
   type ServedModel,
 } from '@dinfer/core';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import {
+  type DefaultedSetting,
+  type SettingOptions,
+  type SettingValue,
+  settingDefault,
+} from '../config/resolve.js';
 import { createHttpApi } from '../http/api.js';
 import { type PrometheusMetrics, prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import { createModelRepository, type ModelRepository } from '../repository/model-repository.js';
 import { type RepositoryPoller, startRepositoryPoller } from '../repository/repository-poller.js';
 import { readLabels } from './labels.js';
-import { createScheduler, type SchedulerKind } from './scheduler-factory.js';
-import { createTransport, type TransportKind } from './transport-factory.js';
+import { resolveScheduler, type SchedulerOption } from './scheduler-factory.js';
+import { resolveTransport, type TransportOption } from './transport-factory.js';
 
-/** Options of {@link startMaster}. */
-export interface MasterOptions {
-  /** model.json path or http(s) URL. Give this or `modelRepo`. */
-  readonly model?: string | undefined;
-  /**
-   * A model repository (`<repo>/<model>/<version>/model.json`): serves the newest version of
-   * every model in it, each planned on its own (per-version `config.json` overrides).
-   * `name`, `version`, `labels` and `cuts` apply only to `model`.
-   */
-  readonly modelRepo?: string | undefined;
-  /** Scan `modelRepo` this often (seconds) and hot-swap to new versions. Default: never. */
-  readonly pollRepoSeconds?: number | undefined;
-  /** Name clients use. Default: the model's own name. */
-  readonly name?: string | undefined;
-  readonly version?: string | undefined;
-  /** Labels file (JSON array or one per line) for top-k answers. */
-  readonly labels?: string | undefined;
-  /** Pipeline stages to plan for. Default 2. Ignored when `cuts` is given. */
-  readonly stages?: number | undefined;
-  /** Explicit cut indices. */
-  readonly cuts?: readonly number[] | undefined;
-  /** Profile layers on this machine for planning (else FLOPs estimates). Default true. */
-  readonly profile?: boolean | undefined;
-  readonly httpHost?: string | undefined;
-  /** Default 8080; 0 picks a free port. */
-  readonly httpPort?: number | undefined;
-  readonly clusterHost?: string | undefined;
-  /** Default 7070; 0 picks a free port. */
-  readonly clusterPort?: number | undefined;
-  readonly transport?: TransportKind | undefined;
-  readonly token?: string | undefined;
-  readonly scheduler?: SchedulerKind | undefined;
-  /** Workers to wait for before placing stages. Default: one per stage. */
-  readonly minWorkers?: number | undefined;
-  /** Serve at once, running stages on the master until workers come. Default false. */
-  readonly startDegraded?: boolean | undefined;
-  readonly heartbeatTimeoutMs?: number | undefined;
+/** The default of master setting `key`, from the settings table. */
+function setting<K extends DefaultedSetting<'master'>>(key: K): SettingValue<'master', K> {
+  return settingDefault('master', key);
+}
+
+/** Settings of `dinfer master` that are about the CLI, not the master. */
+type CliOnlySettings =
+  | 'logLevel'
+  | 'cache'
+  | 'preprocessScale'
+  | 'preprocessMean'
+  | 'preprocessStd'
+  | 'preprocessFit';
+
+/**
+ * Options of {@link startMaster}. The settings are those of `dinfer master`, by the same
+ * names (`model`, `modelRepo`, `httpPort`, `maxBatchSize`, `startDegraded`, ...): see the
+ * settings table (`dinfer master --help`) for each and its default. `model` and `modelRepo`
+ * exclude each other; with `modelRepo`, `name`, `version`, `labels` and `cuts` apply to no
+ * model. `cacheMaxBytes: 0` switches the result cache off.
+ */
+export interface MasterOptions
+  extends Omit<SettingOptions<'master', CliOnlySettings>, 'transport' | 'scheduler'> {
+  /** `tcp` (default), `socketio`, or a `Transport` of your own (the workers must speak it too). */
+  readonly transport?: TransportOption | undefined;
+  /** `round-robin` (default), `load`, `capability`, or a `Scheduler` of your own. */
+  readonly scheduler?: SchedulerOption | undefined;
   readonly heartbeatIntervalMs?: number | undefined;
-  readonly backend?: BackendName | undefined;
-  /** Deadline of each HTTP request in ms. Default 120 000. */
-  readonly requestTimeoutMs?: number | undefined;
-  /** Most rows per batch of the dynamic batcher; 1 switches batching off. Default 8. */
-  readonly maxBatchSize?: number | undefined;
-  /** Longest wait of a request for batch-mates, in ms. Default 5. */
-  readonly maxBatchDelayMs?: number | undefined;
-  /** Most requests waiting in the batcher queue; beyond, 503 with Retry-After. Default 256. */
-  readonly maxQueue?: number | undefined;
   /** Batches in flight at once (the pipeline overlaps them). Default 4. */
   readonly maxConcurrentBatches?: number | undefined;
-  /** Bytes of the result cache; 0 switches it off. Default 64 MiB. */
-  readonly cacheBytes?: number | undefined;
-  /** Largest accepted HTTP request body in bytes (413 above). Default 32 MiB. */
-  readonly bodyLimitBytes?: number | undefined;
   /** Image preprocessing of `POST /api/infer` for `model` (a repository's come from its `config.json`). */
   readonly preprocess?: PreprocessConfig | undefined;
   readonly logger?: Logger | undefined;
@@ -144,25 +126,31 @@ async function prepareSingleModel(
   step(`loading ${source}`);
   const model = await loadLayersModel(source);
   const name = options.name ?? model.name;
-  let cuts = options.cuts;
+  let cuts: readonly number[] | undefined = options.cuts;
   let stageMs: readonly number[] | undefined;
   const analysis = analyzeModel(model);
   if (!cuts) {
-    const profile = options.profile ?? true;
+    const profile = options.profile ?? setting('profile');
     step(
       profile ? `profiling ${analysis.layers.length} layers on ${backend.name}` : 'estimating layer costs',
     );
     const layerCostsMs = profile ? await profileLayers(model, { runs: 3, warmup: 1 }) : undefined;
-    step(`planning ${options.stages ?? 2} stages`);
-    const plan = planCuts(analysis, { stages: options.stages ?? 2, layerCostsMs });
+    const stages = options.stages ?? setting('stages');
+    step(`planning ${stages} stages`);
+    const plan = planCuts(analysis, { stages, layerCostsMs });
     cuts = plan.cuts;
     stageMs = plan.stages.map((s) => s.estimatedMs);
   }
   const labels = options.labels ? await readLabels(options.labels) : undefined;
-  return { name, version: options.version, model, cuts, labels, stageMs };
+  return { name, version: options.version ?? setting('version'), model, cuts, labels, stageMs };
 }
 
-/** Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready). */
+/**
+ * Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready).
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `transport` or `scheduler` that is neither a
+ *   built-in name nor an implementation, or for `model` and `modelRepo` both or neither given.
+ */
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
   if ((options.model === undefined) === (options.modelRepo === undefined)) {
     throw new DinferError(
@@ -175,37 +163,46 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   if (options.pollRepoSeconds !== undefined && options.modelRepo === undefined) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, '--poll-repo needs --model-repo');
   }
+  const token = options.token;
+  const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
+  // Checked before anything is loaded: a wrong value fails at once.
+  const transport = resolveTransport(options.transport ?? setting('transport'), {
+    token,
+    logger: options.logger,
+    metrics,
+  });
+  const scheduler = resolveScheduler(options.scheduler ?? setting('scheduler'));
   const step = options.onStep ?? (() => {});
   const backend = await initBackend({ backend: options.backend });
   const single =
     options.model === undefined ? undefined : await prepareSingleModel(options.model, options, backend, step);
-  const token = options.token;
-  const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
-  const transport = createTransport(options.transport ?? 'tcp', { token, logger: options.logger, metrics });
-  const clusterHost = options.clusterHost ?? '0.0.0.0';
+  const clusterHost = options.clusterHost ?? setting('clusterHost');
   const coordinator = createCoordinator({
     transport,
-    listen: `${clusterHost.includes(':') ? `[${clusterHost}]` : clusterHost}:${options.clusterPort ?? 7070}`,
+    listen: `${clusterHost.includes(':') ? `[${clusterHost}]` : clusterHost}:${options.clusterPort ?? setting('clusterPort')}`,
     token,
-    scheduler: createScheduler(options.scheduler ?? 'round-robin'),
-    heartbeat: { timeoutMs: options.heartbeatTimeoutMs, intervalMs: options.heartbeatIntervalMs },
-    startDegraded: options.startDegraded,
+    scheduler,
+    heartbeat: {
+      timeoutMs: options.heartbeatTimeoutMs ?? setting('heartbeatTimeoutMs'),
+      intervalMs: options.heartbeatIntervalMs,
+    },
+    startDegraded: options.startDegraded ?? setting('startDegraded'),
     logger: options.logger,
     metrics,
     onEvent: options.onEvent,
   });
   // HTTP -> result cache -> dynamic batcher -> coordinator.
   const batched = batchingService(coordinator, {
-    maxBatchSize: options.maxBatchSize ?? 8,
-    maxDelayMs: options.maxBatchDelayMs ?? 5,
-    maxQueue: options.maxQueue ?? 256,
+    maxBatchSize: options.maxBatchSize ?? setting('maxBatchSize'),
+    maxDelayMs: options.maxBatchDelayMs ?? setting('maxBatchDelayMs'),
+    maxQueue: options.maxQueue ?? setting('maxQueue'),
     maxConcurrentBatches: options.maxConcurrentBatches,
     // A lone request never waits for batch-mates; batches form while the pipeline is busy.
     flushWhenIdle: true,
     metrics,
     logger: options.logger,
   });
-  const cacheBytes = options.cacheBytes ?? 64 * 1024 * 1024;
+  const cacheBytes = options.cacheMaxBytes ?? setting('cacheMaxBytes');
   const cache = cacheBytes > 0 ? cachingService(batched, { maxBytes: cacheBytes, metrics }) : undefined;
   const service: InferenceService = cache ?? batched;
   const { address } = await coordinator.start();
@@ -245,8 +242,8 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
         });
   const first = deployments[0]!;
   const http = createHttpApi(service, {
-    requestTimeoutMs: options.requestTimeoutMs ?? 120_000,
-    bodyLimitBytes: options.bodyLimitBytes,
+    requestTimeoutMs: options.requestTimeoutMs ?? setting('requestTimeoutMs'),
+    bodyLimitBytes: options.bodyLimitBytes ?? setting('bodyLimitBytes'),
     serverName: 'dinfer',
     // A pino logger (the CLI's) also logs each HTTP request, its requestId included.
     ...(isFastifyLogger(options.logger) ? { logger: options.logger } : {}),
@@ -259,10 +256,11 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
         : { preprocess: () => options.preprocess }
       : { preprocess: (model: ServedModel) => repository.preprocessFor(model) }),
   });
-  const httpHost = options.httpHost ?? '0.0.0.0';
-  await http.listen({ host: httpHost, port: options.httpPort ?? 8080 });
+  const httpHost = options.httpHost ?? setting('httpHost');
+  const httpPort = options.httpPort ?? setting('httpPort');
+  await http.listen({ host: httpHost, port: httpPort });
   const bound = http.server.address();
-  const port = typeof bound === 'object' && bound ? bound.port : (options.httpPort ?? 8080);
+  const port = typeof bound === 'object' && bound ? bound.port : httpPort;
   const ready = coordinator.waitUntilReady({
     minWorkers: options.minWorkers ?? Math.max(...deployments.map((d) => d.stages.length)),
   });

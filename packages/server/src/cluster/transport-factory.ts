@@ -1,17 +1,29 @@
 /**
- * Builds the transport a master or worker uses from its name on the command line.
+ * Builds the transport a master or worker uses: a built-in one by name, a `Transport` given
+ * as is, or one made by a module's default export.
  *
  * @module
  */
-import { DinferError, DinferErrorCode, type Logger, type Metrics, type Transport } from '@dinfer/core';
+import {
+  DinferError,
+  DinferErrorCode,
+  isTransport,
+  type Logger,
+  type Metrics,
+  type Transport,
+} from '@dinfer/core';
 import { socketIoTransport } from '@dinfer/transport-socketio';
 import { tcpTransport } from '@dinfer/transport-tcp';
+import { describeValue, type ExtensionKind, loadFromModule } from './extension-module.js';
 
 /** Transports the reference deployment ships with. */
 export const TRANSPORT_KINDS = ['tcp', 'socketio'] as const;
 
 /** One of {@link TRANSPORT_KINDS}. */
 export type TransportKind = (typeof TRANSPORT_KINDS)[number];
+
+/** A transport by name, or one of your own. */
+export type TransportOption = TransportKind | Transport;
 
 /** Options shared by both transports. */
 export interface TransportFactoryOptions {
@@ -22,6 +34,35 @@ export interface TransportFactoryOptions {
   readonly reconnect?: boolean | undefined;
   readonly logger?: Logger | undefined;
   readonly metrics?: Metrics | undefined;
+}
+
+/**
+ * What the default export of a transport module is called with (`--transport ./file.js`):
+ * the options of the built-in transports, defaults filled in.
+ */
+export interface TransportContext {
+  /** The cluster token, for a transport that authenticates its connections. */
+  readonly token?: string | undefined;
+  /** Largest frame to accept, in bytes. */
+  readonly maxFrameBytes: number;
+  /** Whether a dialed connection should redial by itself (false on workers: they rejoin). */
+  readonly reconnect: boolean;
+  readonly logger?: Logger | undefined;
+  /** Where to report (the master's Prometheus registry; absent on workers). */
+  readonly metrics?: Metrics | undefined;
+}
+
+const TRANSPORT: ExtensionKind<Transport> = { name: 'Transport', is: isTransport };
+
+/** The context a transport is made with, from the factory options. */
+export function transportContext(options: TransportFactoryOptions = {}): TransportContext {
+  return {
+    token: options.token,
+    maxFrameBytes: options.maxFrameBytes ?? 512 * 1024 * 1024,
+    reconnect: options.reconnect !== false,
+    logger: options.logger,
+    metrics: options.metrics,
+  };
 }
 
 /** Parses a transport name, with a clear error for unknown ones. */
@@ -35,9 +76,30 @@ export function parseTransportKind(value: string): TransportKind {
 
 /** Creates the named transport. */
 export function createTransport(kind: TransportKind, options: TransportFactoryOptions = {}): Transport {
-  const maxFrameBytes = options.maxFrameBytes ?? 512 * 1024 * 1024;
-  const common = { token: options.token, maxFrameBytes, logger: options.logger, metrics: options.metrics };
-  if (kind === 'tcp')
-    return tcpTransport({ ...common, ...(options.reconnect === false ? { reconnect: false } : {}) });
-  return socketIoTransport({ ...common, reconnection: options.reconnect !== false });
+  const { reconnect, ...common } = transportContext(options);
+  if (kind === 'tcp') return tcpTransport({ ...common, ...(reconnect ? {} : { reconnect: false }) });
+  return socketIoTransport({ ...common, reconnection: reconnect });
+}
+
+/**
+ * The transport of `option`: the named built-in one, or the given `Transport` itself.
+ *
+ * @throws DinferError INVALID_ARGUMENT for anything else, naming what is expected.
+ */
+export function resolveTransport(option: unknown, options: TransportFactoryOptions = {}): Transport {
+  if (typeof option === 'string') return createTransport(parseTransportKind(option), options);
+  if (isTransport(option)) return option;
+  throw new DinferError(
+    DinferErrorCode.INVALID_ARGUMENT,
+    `transport: expected ${TRANSPORT_KINDS.map((k) => `"${k}"`).join(', ')} or a Transport (see isTransport in @dinfer/core), got ${describeValue(option)}`,
+  );
+}
+
+/** Makes a transport with the default export of the module `file` (see `loadFromModule`). */
+export function transportFromModule(
+  file: string,
+  options: TransportFactoryOptions = {},
+  cwd?: string,
+): Promise<Transport> {
+  return loadFromModule(file, TRANSPORT, transportContext(options), cwd);
 }

@@ -7,29 +7,29 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BackendInfo,
-  type BackendName,
   createWorker,
   type DinferWorker,
   initBackend,
   type Logger,
   measureCapabilities,
 } from '@dinfer/core';
-import { createTransport, type TransportKind } from './transport-factory.js';
+import { type SettingOptions, settingDefault } from '../config/resolve.js';
+import { resolveTransport, type TransportOption } from './transport-factory.js';
 
-/** Options of {@link startWorkerProcess}. */
-export interface WorkerProcessOptions {
+/**
+ * Options of {@link startWorkerProcess}. The settings are those of `dinfer worker`, by the same
+ * names (`transport`, `token`, `cacheDir`, `memoryBytes`, ...): see the settings table
+ * (`dinfer worker --help`).
+ */
+export interface WorkerProcessOptions
+  extends Omit<SettingOptions<'worker', 'logLevel' | 'master'>, 'transport'> {
   /** The master's cluster address, `host:port`. */
   readonly master: string;
-  readonly transport?: TransportKind | undefined;
-  readonly token?: string | undefined;
-  readonly name?: string | undefined;
-  /** Shard cache directory. Default `$DINFER_CACHE_DIR/shards` or `~/.cache/dinfer/shards`. */
-  readonly cacheDir?: string | undefined;
-  readonly cacheMaxBytes?: number | undefined;
-  readonly queueLimit?: number | undefined;
-  /** Memory budget announced to the master, in bytes. Default: half of the machine's. */
-  readonly memoryBytes?: number | undefined;
-  readonly backend?: BackendName | undefined;
+  /**
+   * `tcp` (default), `socketio`, or a `Transport` of your own. The worker runtime redials and
+   * rejoins by itself, so a transport of your own should not redial on its own.
+   */
+  readonly transport?: TransportOption | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -47,13 +47,18 @@ export function defaultCacheDir(): string {
     : join(homedir(), '.cache', 'dinfer', 'shards');
 }
 
-/** Starts a worker and joins the master (retrying while the master is not up yet). */
+/**
+ * Starts a worker and joins the master (retrying while the master is not up yet).
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `transport` that is neither a built-in name nor a
+ *   `Transport`.
+ */
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcessHandle> {
   const backend = await initBackend({ backend: options.backend });
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const worker = createWorker({
     // The worker runtime redials and re-joins by itself, so the transport must not.
-    transport: createTransport(options.transport ?? 'tcp', {
+    transport: resolveTransport(options.transport ?? settingDefault('worker', 'transport'), {
       token: options.token,
       reconnect: false,
       logger: options.logger,

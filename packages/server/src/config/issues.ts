@@ -48,6 +48,13 @@ function distance(a: string, b: string): number {
 
 /** The keys an object schema allows at `path` of `root`, or `[]` when there is no object there. */
 export function allowedKeys(root: z.ZodType, path: readonly PropertyKey[]): string[] {
+  return keysAt(root, path)
+    .filter(([, former]) => former === undefined)
+    .map(([key]) => key);
+}
+
+/** Each key of the object schema at `path` of `root`, with the current name when it is a former one. */
+function keysAt(root: z.ZodType, path: readonly PropertyKey[]): [string, string | undefined][] {
   let schema: unknown = root;
   const unwrap = () => {
     while (schema instanceof z.ZodOptional || schema instanceof z.ZodDefault) schema = schema.unwrap();
@@ -58,7 +65,19 @@ export function allowedKeys(root: z.ZodType, path: readonly PropertyKey[]): stri
     schema = (schema.shape as Record<string, z.ZodType>)[key];
     unwrap();
   }
-  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+  if (!(schema instanceof z.ZodObject)) return [];
+  const shape = schema.shape as Record<string, z.ZodType>;
+  return Object.keys(shape).map((key) => [key, formerKeyOf(shape[key] as z.ZodType)]);
+}
+
+/**
+ * The current name of a key whose schema was declared as a former spelling (still accepted,
+ * left out of the keys messages suggest).
+ */
+export function formerKeyOf(schema: z.ZodType): string | undefined {
+  const inner = schema instanceof z.ZodOptional ? (schema.unwrap() as z.ZodType) : schema;
+  const meta = inner.meta() as { formerOf?: unknown } | undefined;
+  return typeof meta?.formerOf === 'string' ? meta.formerOf : undefined;
 }
 
 /** The allowed key closest to `key`, when it is close enough to be a typo. */
@@ -87,9 +106,15 @@ export function describeIssues(
   const lines: string[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      const allowed = allowedKeys(root, issue.path);
+      const keys = keysAt(root, issue.path);
+      const allowed = keys.filter(([, former]) => former === undefined).map(([k]) => k);
       for (const key of issue.keys) {
-        const hint = closest(key, allowed);
+        // A typo of a former name points at the current one.
+        const near = closest(
+          key,
+          keys.map(([k]) => k),
+        );
+        const hint = keys.find(([k]) => k === near)?.[1] ?? near;
         lines.push(
           `${locate([...issue.path, key])}: unknown key` +
             (hint === undefined ? '' : ` (did you mean "${hint}"?)`) +

@@ -1,7 +1,8 @@
 /**
  * Reading a config file: YAML (`.yaml`, `.yml`) or JSON (`.json`), chosen by extension, checked
- * against the schema. Relative paths inside it (`master.model`, `master.modelRepo`,
- * `master.labels`, `worker.cacheDir`) are relative to the file's folder, so a config works from any directory.
+ * against the schema. Relative file paths inside it (`master.model`, `master.modelRepo`,
+ * `master.labels`, `worker.cacheDir`: the settings with `isFilePath`) are relative to the
+ * file's folder, so a config works from any directory.
  *
  * @module
  */
@@ -9,8 +10,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { DinferError, DinferErrorCode } from '@dinfer/core';
 import { parseDocument } from 'yaml';
+import { getAt, setAt } from './document-path.js';
 import { describeIssues, formatConfigPath } from './issues.js';
-import { configSchema, type DinferConfig } from './schema.js';
+import { adoptFormerKeys, configSchema, type DinferConfig } from './schema.js';
+import type { Setting } from './setting.js';
+import { SETTINGS } from './settings.js';
 
 /** A config file, read and checked. */
 export interface LoadedConfig {
@@ -50,27 +54,18 @@ function parseText(text: string, file: string): unknown {
   throw invalid(`${file}: unknown config file type "${ext || '(none)'}"; use .yaml, .yml or .json`, file);
 }
 
-const isUrl = (value: string) => /^[a-z][a-z0-9+.-]*:\/\//i.test(value);
-
-/** Makes the document's relative paths absolute against `base`. */
+/** Makes the document's relative file paths (see `Setting.isFilePath`) absolute against `base`, in place. */
 function resolvePaths(config: DinferConfig, base: string): DinferConfig {
-  const at = (value: string | undefined) =>
-    value === undefined || isUrl(value) ? value : path.resolve(base, value);
-  const master = config.master && {
-    ...config.master,
-    ...(config.master.model === undefined ? {} : { model: at(config.master.model) }),
-    ...(config.master.modelRepo === undefined ? {} : { modelRepo: at(config.master.modelRepo) }),
-    ...(config.master.labels === undefined ? {} : { labels: at(config.master.labels) }),
-  };
-  const worker = config.worker && {
-    ...config.worker,
-    ...(config.worker.cacheDir === undefined ? {} : { cacheDir: at(config.worker.cacheDir) }),
-  };
-  return {
-    ...config,
-    ...(master === undefined ? {} : { master }),
-    ...(worker === undefined ? {} : { worker }),
-  };
+  for (const entry of SETTINGS as readonly Setting[]) {
+    if (entry.isFilePath === undefined) continue;
+    for (const at of entry.config ?? []) {
+      const value = getAt(config, at);
+      if (typeof value === 'string' && entry.isFilePath(value)) {
+        setAt(config as Record<string, unknown>, at, path.resolve(base, value));
+      }
+    }
+  }
+  return config;
 }
 
 /**
@@ -81,11 +76,12 @@ function resolvePaths(config: DinferConfig, base: string): DinferConfig {
  */
 export function parseConfig(document: unknown, file: string): DinferConfig {
   // An empty YAML file is a valid, empty config.
+  const locate = (p: readonly PropertyKey[]) => (p.length === 0 ? file : `${file}: ${formatConfigPath(p)}`);
   const result = configSchema.safeParse(document ?? {}, { reportInput: true });
-  if (result.success) return result.data;
-  const lines = describeIssues(result.error.issues, configSchema, (p) =>
-    p.length === 0 ? file : `${file}: ${formatConfigPath(p)}`,
-  );
+  const lines = result.success
+    ? adoptFormerKeys(result.data as DinferConfig, locate)
+    : describeIssues(result.error.issues, configSchema, locate);
+  if (result.success && lines.length === 0) return result.data as DinferConfig;
   throw new DinferError(DinferErrorCode.CONFIG_INVALID, lines.join('\n  '), {
     details: { file, problems: lines },
   });

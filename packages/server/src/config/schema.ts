@@ -1,7 +1,8 @@
 /**
- * The schema of a dinfer config file (YAML or JSON): one document for the master and the
- * worker processes. Every key is optional (defaults come from the commands) and every object
- * is strict, so a typo such as `prot:` is an error rather than silently ignored.
+ * The schema of a dinfer config file (YAML or JSON), made from the settings table: one
+ * document for the master and the worker processes. Every key is optional (defaults come from
+ * the table) and every object is strict, so a typo such as `prot:` is an error rather than
+ * silently ignored.
  *
  * ```yaml
  * backend: wasm
@@ -11,7 +12,7 @@
  *   stages: 2
  *   http: { host: 0.0.0.0, port: 8080, bodyLimitBytes: 32MiB, requestTimeoutMs: 60000 }
  *   cluster: { port: 7070, transport: tcp, token: s3cret, scheduler: load }
- *   batching: { maxBatchSize: 8, maxDelayMs: 5, maxQueue: 256 }
+ *   batching: { maxBatchSize: 8, maxBatchDelayMs: 5, maxQueue: 256 }
  *   cache: { enabled: true, maxBytes: 64MB }
  *   preprocess: { scale: 0.00392156862745098, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] }
  * worker:
@@ -23,176 +24,134 @@
  * @module
  */
 import { z } from 'zod';
-import { SCHEDULER_KINDS } from '../cluster/scheduler-factory.js';
-import { TRANSPORT_KINDS } from '../cluster/transport-factory.js';
+import type { Setting, SettingPath } from './setting.js';
+import { SETTINGS } from './settings.js';
 
-/** Log levels accepted by `logLevel` (pino's). */
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+type Table = (typeof SETTINGS)[number];
 
-/** Backends accepted by `backend`. */
-export const CONFIG_BACKENDS = ['tensorflow', 'wasm', 'cpu'] as const;
+/** `{ a?: { b?: V } }` for the path `['a', 'b']`. */
+type Nest<P, V> = P extends readonly [infer H extends string, ...infer R]
+  ? { [K in H]?: R extends readonly [] ? V : Nest<R, V> }
+  : never;
 
-const BYTE_UNITS: Readonly<Record<string, number>> = {
-  '': 1,
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  kib: 2 ** 10,
-  mib: 2 ** 20,
-  gib: 2 ** 30,
-};
+type UnionToIntersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void
+  ? I
+  : never;
 
-/** Reads `50000000`, `"50MB"` or `"1.5GiB"` as a byte count; `undefined` when it is none. */
-export function readByteCount(value: unknown): number | undefined {
-  if (typeof value === 'number') return Number.isSafeInteger(value) && value > 0 ? value : undefined;
-  if (typeof value !== 'string') return undefined;
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
-  const unit = BYTE_UNITS[match?.[2]?.toLowerCase() ?? 'x'];
-  if (!match || unit === undefined) return undefined;
-  const bytes = Math.floor(Number(match[1]) * unit);
-  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+/** Flattens an intersection of objects, recursively, into one object type. */
+type Merge<T> = T extends readonly unknown[] ? T : T extends object ? { [K in keyof T]: Merge<T[K]> } : T;
+
+type DocumentOf<S, Side extends 'input' | 'output'> = S extends {
+  readonly config: readonly (infer P)[];
+  readonly schema: infer Z extends z.ZodType;
 }
-
-const int = (min: number, max: number, expected: string) =>
-  z.int({ error: expected }).min(min, { error: expected }).max(max, { error: expected });
-
-const port = () => int(0, 65535, 'expected an integer between 0 and 65535');
-const positiveInt = () => int(1, Number.MAX_SAFE_INTEGER, 'expected a positive integer');
-const text = () => z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
-const flag = () => z.boolean({ error: 'expected true or false' });
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T) =>
-  z.enum(values, { error: `expected one of ${values.join(', ')}` });
-const finite = (expected: string) =>
-  z.number({ error: expected }).refine(Number.isFinite, { error: expected });
-
-/** A byte count: a positive integer, or a string with a unit (`64MB`, `1.5GiB`); parsed to bytes. */
-const bytes = () =>
-  z
-    .union([z.number(), z.string()], {
-      error: 'expected a byte count like 50000000, "50MB" or "1.5GiB"',
-    })
-    .transform((value, ctx) => {
-      const n = readByteCount(value);
-      if (n === undefined) {
-        ctx.addIssue({
-          code: 'custom',
-          input: value,
-          message: 'expected a byte count like 50000000, "50MB" or "1.5GiB"',
-        });
-        return z.NEVER;
-      }
-      return n;
-    });
-
-/** One number, or one per channel (`[0.485, 0.456, 0.406]`); read as a list. */
-const perChannel = (expected: string) =>
-  z
-    .union([finite(expected), z.array(finite(expected)).min(1)], {
-      error: `${expected} or a list of them, one per channel`,
-    })
-    .transform((v) => (Array.isArray(v) ? v : [v]));
-
-/** The `master.http` section. */
-export const httpSectionSchema = z.strictObject({
-  host: text().optional(),
-  port: port().optional(),
-  bodyLimitBytes: bytes().optional(),
-  requestTimeoutMs: positiveInt().optional(),
-});
-
-/** The `master.cluster` section. */
-export const clusterSectionSchema = z.strictObject({
-  host: text().optional(),
-  port: port().optional(),
-  transport: oneOf(TRANSPORT_KINDS).optional(),
-  token: text().optional(),
-  scheduler: oneOf(SCHEDULER_KINDS).optional(),
-  minWorkers: positiveInt().optional(),
-  startDegraded: flag().optional(),
-  heartbeatTimeoutMs: positiveInt().optional(),
-});
-
-/** The `master.batching` section (dynamic batching). */
-export const batchingSectionSchema = z.strictObject({
-  maxBatchSize: positiveInt().optional(),
-  maxDelayMs: z
-    .number({ error: 'expected a number of milliseconds >= 0' })
-    .min(0, { error: 'expected a number of milliseconds >= 0' })
-    .refine(Number.isFinite, { error: 'expected a number of milliseconds >= 0' })
-    .optional(),
-  maxQueue: positiveInt().optional(),
-});
-
-/** The `master.cache` section (result cache). */
-export const cacheSectionSchema = z.strictObject({
-  enabled: flag().optional(),
-  maxBytes: bytes().optional(),
-});
-
-/**
- * The `master.preprocess` section for image inputs: `(pixel * scale - mean[c]) / std[c]`, and how
- * an image is fitted to the input size.
- */
-export const preprocessSectionSchema = z.strictObject({
-  scale: finite('expected a finite number').optional(),
-  mean: perChannel('expected a finite number').optional(),
-  std: perChannel('expected a finite non-zero number')
-    .refine((v) => v.every((s) => s !== 0), { error: 'expected non-zero values (they divide)' })
-    .optional(),
-  fit: oneOf(['fill', 'cover', 'contain']).optional(),
-});
-
-/** The `master` section: what `dinfer master` (and `dinfer up`) serves and how. */
-export const masterSectionSchema = z.strictObject({
-  model: text().optional(),
-  modelRepo: text().optional(),
-  pollRepoSeconds: z
-    .number({ error: 'expected a positive number of seconds' })
-    .positive({ error: 'expected a positive number of seconds' })
-    .refine(Number.isFinite, { error: 'expected a positive number of seconds' })
-    .optional(),
-  name: text().optional(),
-  version: text().optional(),
-  labels: text().optional(),
-  stages: positiveInt().optional(),
-  cuts: z
-    .array(positiveInt(), { error: 'expected a list of layer indices like [57, 120]' })
-    .min(1)
-    .optional(),
-  profile: flag().optional(),
-  http: httpSectionSchema.optional(),
-  cluster: clusterSectionSchema.optional(),
-  batching: batchingSectionSchema.optional(),
-  cache: cacheSectionSchema.optional(),
-  preprocess: preprocessSectionSchema.optional(),
-});
-
-/** The `worker` section: how `dinfer worker` joins a master. */
-export const workerSectionSchema = z.strictObject({
-  master: text().optional(),
-  transport: oneOf(TRANSPORT_KINDS).optional(),
-  token: text().optional(),
-  name: text().optional(),
-  cacheDir: text().optional(),
-  cacheMaxBytes: bytes().optional(),
-  memoryBytes: bytes().optional(),
-  queueLimit: positiveInt().optional(),
-});
-
-/** The whole config document. */
-export const configSchema = z.strictObject(
-  {
-    master: masterSectionSchema.optional(),
-    worker: workerSectionSchema.optional(),
-    backend: oneOf(CONFIG_BACKENDS).optional(),
-    logLevel: oneOf(LOG_LEVELS).optional(),
-  },
-  { error: 'expected a mapping with the sections master, worker, backend, logLevel' },
-);
+  ? Nest<P, Side extends 'input' ? z.input<Z> : z.output<Z>>
+  : never;
 
 /** A validated config document (byte counts already converted to numbers). */
-export type DinferConfig = z.output<typeof configSchema>;
+export type DinferConfig = Merge<UnionToIntersection<DocumentOf<Table, 'output'>>>;
 
 /** A config document as written (byte counts may still be strings like `"64MB"`). */
-export type DinferConfigInput = z.input<typeof configSchema>;
+export type DinferConfigInput = Merge<UnionToIntersection<DocumentOf<Table, 'input'>>>;
+
+/** A section of the document under construction: its settings' schemas and its subsections. */
+interface Section {
+  readonly keys: Map<string, z.ZodType | Section>;
+}
+
+function build(section: Section, error?: string): z.ZodObject {
+  const shape: Record<string, z.ZodType> = {};
+  for (const [key, node] of section.keys) {
+    shape[key] = (node instanceof z.ZodType ? node : build(node)).optional();
+  }
+  return error === undefined ? z.strictObject(shape) : z.strictObject(shape, { error });
+}
+
+function place(root: Section, path: SettingPath, schema: z.ZodType, where: string): void {
+  let section = root;
+  path.forEach((key, i) => {
+    const existing = section.keys.get(key);
+    if (i === path.length - 1) {
+      if (existing !== undefined)
+        throw new Error(`settings table: ${where}: config path ${path.join('.')} taken twice`);
+      section.keys.set(key, schema);
+      return;
+    }
+    if (existing instanceof z.ZodType)
+      throw new Error(`settings table: ${where}: ${path.join('.')} under a value`);
+    const next: Section = existing ?? { keys: new Map() };
+    section.keys.set(key, next);
+    section = next;
+  });
+}
+
+/** Builds the strict document schema of `settings` (former keys accepted beside the current ones). */
+export function buildConfigSchema(settings: readonly Setting[]): z.ZodObject {
+  // Sections first at the top (master, worker), then the settings shared by every command.
+  const root: Section = {
+    keys: new Map([
+      ['master', { keys: new Map() }],
+      ['worker', { keys: new Map() }],
+    ]),
+  };
+  for (const entry of settings) {
+    for (const path of entry.config ?? []) {
+      place(root, path, entry.schema, entry.key);
+      if (entry.formerConfigKey !== undefined) {
+        const former = [...path.slice(0, -1), entry.formerConfigKey] as unknown as SettingPath;
+        place(root, former, entry.schema.meta({ formerOf: path.at(-1) }), entry.key);
+      }
+    }
+  }
+  const top = [...root.keys.keys()];
+  return build(root, `expected a mapping with the sections ${top.join(', ')}`);
+}
+
+/** The whole config document; see {@link parseConfig} for the checked, normalised result. */
+export const configSchema = buildConfigSchema(SETTINGS);
+
+/** The schema of the object at `path` of {@link configSchema} (e.g. `['master', 'preprocess']`). */
+export function configSection(path: readonly string[]): z.ZodObject {
+  let schema: z.ZodType = configSchema;
+  for (const key of path) {
+    const shape = (schema as z.ZodObject).shape as Record<string, z.ZodType>;
+    const next = shape[key];
+    if (next === undefined) throw new Error(`no config section ${path.join('.')}`);
+    schema = next instanceof z.ZodOptional ? (next.unwrap() as z.ZodType) : next;
+  }
+  return schema as z.ZodObject;
+}
+
+/** The `master.preprocess` section for image inputs (also a repository version's `preprocess`). */
+export const preprocessSectionSchema = configSection(['master', 'preprocess']);
+
+/**
+ * Moves the values written under a former key name (e.g. `master.batching.maxDelayMs`) to the
+ * current one, in place; returns a problem, located by `locate`, for each key given both ways.
+ */
+export function adoptFormerKeys(
+  document: DinferConfig,
+  locate: (path: readonly string[]) => string,
+  settings: readonly Setting[] = SETTINGS,
+): string[] {
+  const problems: string[] = [];
+  for (const entry of settings) {
+    if (entry.formerConfigKey === undefined) continue;
+    for (const path of entry.config ?? []) {
+      let parent: unknown = document;
+      for (const key of path.slice(0, -1)) parent = (parent as Record<string, unknown> | undefined)?.[key];
+      const section = parent as Record<string, unknown> | undefined;
+      const current = path.at(-1) as string;
+      if (section === undefined || !(entry.formerConfigKey in section)) continue;
+      if (section[current] !== undefined) {
+        problems.push(
+          `${locate(path)}: give ${current} or its former name ${entry.formerConfigKey}, not both`,
+        );
+        continue;
+      }
+      section[current] = section[entry.formerConfigKey];
+      delete section[entry.formerConfigKey];
+    }
+  }
+  return problems;
+}

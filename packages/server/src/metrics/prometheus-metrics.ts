@@ -5,7 +5,7 @@
  * @module
  */
 import { type Logger, type Metrics, silentLogger } from '@dinfer/core';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Metric, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Metric, Registry } from 'prom-client';
 import {
   BYTES_BUCKETS,
   DINFER_METRICS,
@@ -13,12 +13,13 @@ import {
   type MetricType,
   SECONDS_BUCKETS,
 } from './definitions.js';
+import { collectProcessMetrics } from './process-metrics.js';
 
 /** Options of {@link prometheusMetrics}. */
 export interface PrometheusMetricsOptions {
   /** Registry to register into. Default: a new one (not prom-client's global registry). */
   readonly registry?: Registry | undefined;
-  /** Also collect Node's process metrics (`process_*`, `nodejs_*`). Default true. */
+  /** Also collect Node's process metrics (`process_*`, `nodejs_*`; see {@link collectProcessMetrics}). Default true. */
   readonly collectDefault?: boolean | undefined;
   /** Extra definitions, registered beside {@link DINFER_METRICS} (same name: these win). */
   readonly definitions?: readonly MetricDefinition[] | undefined;
@@ -80,11 +81,7 @@ class PromMetrics implements PrometheusMetrics {
     const definitions = new Map<string, MetricDefinition>();
     for (const d of [...DINFER_METRICS, ...(options.definitions ?? [])]) definitions.set(d.name, d);
     for (const definition of definitions.values()) this.#register(definition);
-    if (options.collectDefault ?? true) {
-      // Twice on one registry would throw "already registered": collect once per registry.
-      if (this.registry.getSingleMetric('process_cpu_user_seconds_total') === undefined)
-        collectDefaultMetrics({ register: this.registry });
-    }
+    if (options.collectDefault ?? true) collectProcessMetrics(this.registry);
   }
 
   get contentType(): string {

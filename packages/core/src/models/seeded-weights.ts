@@ -6,9 +6,9 @@
  * @module
  */
 
-import { DinferError, DinferErrorCode } from '@dinfer/core';
 import * as tf from '@tensorflow/tfjs';
-import { deriveSeed, seededRandom } from './rng.js';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import { deriveSeed, seededRandom } from './seeded-random.js';
 
 /** Options for {@link fillSeededWeights}. */
 export interface SeededWeightsOptions {

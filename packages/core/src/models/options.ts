@@ -3,7 +3,7 @@
  *
  * @module
  */
-import { DinferError, DinferErrorCode } from '@dinfer/core';
+import { DinferError, DinferErrorCode } from '../errors.js';
 
 /** Options for the generated ImageNet-style classifiers ({@link resnet50}, {@link mobilenetV2}). */
 export interface ExampleModelOptions {

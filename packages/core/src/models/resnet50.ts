@@ -5,7 +5,8 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
-import { type ExampleModelOptions, resolveModelOptions } from './options.js';
+import type { GeneratedModel } from './generated-model-cache.js';
+import { DEFAULT_MODEL_SEED, type ExampleModelOptions, resolveModelOptions } from './options.js';
 import { fillSeededWeights } from './seeded-weights.js';
 
 const BN_EPSILON = 1.001e-5;
@@ -112,3 +113,15 @@ export function resnet50(options: ExampleModelOptions = {}): tf.LayersModel {
   });
   return model;
 }
+
+/**
+ * {@link resnet50} at its defaults (224x224x3, 1000 classes, seed 1) for
+^ * `loadGeneratedModel`: the model `dinfer up` serves when given none, cached once in
+ * `<cacheDir>/resnet50/`.
+ */
+export const RESNET50_MODEL: GeneratedModel = {
+  name: 'resnet50',
+  generator: 1,
+  seed: DEFAULT_MODEL_SEED,
+  generate: () => resnet50({ seed: DEFAULT_MODEL_SEED }),
+};
