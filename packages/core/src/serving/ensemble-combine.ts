@@ -153,7 +153,7 @@ function concatenate(parts: readonly TensorData[], axis: number): { shape: numbe
 export function combineOutput(parts: readonly TensorData[], spec: CombineSpec): TensorData {
   if (parts.length === 0) throw invalid('nothing to combine');
   const first = parts[0]!;
-  parts.forEach((p, m) => float32(p, `member ${m}'s output`));
+  for (const [m, p] of parts.entries()) float32(p, `member ${m}'s output`);
   const weights = spec.weights ?? parts.map(() => 1);
   let shape: number[];
   let data: Float32Array;
