@@ -50,6 +50,16 @@ describe('load-based scheduler', () => {
     const idle = w('idle', { load: { cpu: 0.1, freeMemoryBytes: GiB, queueLength: 0, latencyMs: 40 } });
     for (let i = 0; i < 10; i++) expect(s.route(0, [busy, idle])).toBe('idle');
   });
+  it('probes a replica left alone for 8 × replicas requests, so a stale latency figure is measured again', () => {
+    const s = loadBasedScheduler();
+    const quick = w('quick', { load: { cpu: 0, freeMemoryBytes: GiB, queueLength: 0, latencyMs: 1 } });
+    const stale = w('stale', { load: { cpu: 0, freeMemoryBytes: GiB, queueLength: 0, latencyMs: 100 } });
+    const picks = Array.from({ length: 64 }, () => s.route(0, [quick, stale]));
+    const staleAt = picks.flatMap((id, i) => (id === 'stale' ? [i] : []));
+    expect(staleAt).toEqual([16, 32, 48]);
+    // Each stage keeps its own count: a first request of another stage is no probe.
+    expect(s.route(1, [quick, stale])).toBe('quick');
+  });
   it('gives spare workers to the stage with the most work per replica', () => {
     const placement = loadBasedScheduler().place({
       stages: [stage(0, 10), stage(1, 40)],

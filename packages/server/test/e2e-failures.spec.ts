@@ -3,9 +3,7 @@
  * stopped, refused or impersonated, and every request still gets the whole model's answer.
  */
 import { createSocket } from 'node:dgram';
-import { type CoordinatorEvent, encodeHeartbeat, initBackend, type WorkerLoad } from '@dinfer/core';
-import { loadExampleModel, mnistTestSet } from '@dinfer/examples';
-import type * as tf from '@tensorflow/tfjs';
+import { type CoordinatorEvent, encodeHeartbeat, type WorkerLoad } from '@dinfer/core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 import {
@@ -29,28 +27,16 @@ import {
   waitFor,
   withTimeout,
 } from './e2e-helpers.js';
+import { loadMnistReference, MNIST_RTOL, type MnistReference } from './mnist-reference.js';
 
-const RTOL = 1e-3;
 const DIGITS = 200;
-const PIXELS = 28 * 28;
 
-let modelJsonPath = '';
-/** The test digits, and the whole model's outputs for them (`[DIGITS, 10]`). */
-let pixels: Float32Array = new Float32Array(0);
-let expected: Float32Array = new Float32Array(0);
+/** The test digits and the whole model's answers to them. */
+let mnist: MnistReference;
 let master: InProcessMaster | undefined;
 
 beforeAll(async () => {
-  await initBackend();
-  const example = await loadExampleModel('mnist-cnn');
-  modelJsonPath = example.modelJsonPath;
-  const test = mnistTestSet(DIGITS);
-  const probs = example.model.predict(test.inputs) as tf.Tensor;
-  expected = probs.dataSync() as Float32Array;
-  pixels = test.inputs.dataSync() as Float32Array;
-  probs.dispose();
-  test.inputs.dispose();
-  example.model.dispose();
+  mnist = await loadMnistReference(DIGITS);
 });
 
 cleanUpAfterEachTest(() => {
@@ -67,7 +53,7 @@ async function cluster(
 ): Promise<{ master: InProcessMaster; children: WorkerChild[]; events: CoordinatorEvent[] }> {
   const events: CoordinatorEvent[] = [];
   master = await startMasterInProcess({
-    model: modelJsonPath,
+    model: mnist.modelJsonPath,
     transport,
     stages: 2,
     onEvent: (event) => events.push(event),
@@ -101,35 +87,34 @@ function childOf(master: InProcessMaster, children: readonly WorkerChild[], id: 
 
 /** One digit through `POST /v2/models/:name/infer`; checks the answer against the local one. */
 async function inferDigit(master: InProcessMaster, digit: number): Promise<{ degraded: boolean }> {
-  const i = digit % DIGITS;
   const answer = await v2Infer(master.httpUrl, master.modelName, {
     name: master.coordinator.models()[0]!.inputs[0]!.name,
     shape: [1, 28, 28, 1],
-    data: pixels.subarray(i * PIXELS, (i + 1) * PIXELS),
+    data: mnist.pixels(digit),
   });
   expect(answer.status, JSON.stringify(answer.body)).toBe(200);
   const output = answer.body.outputs[0]!.data;
-  expect(maxRelativeError(output, expected.subarray(i * 10, (i + 1) * 10), 1e-6)).toBeLessThan(RTOL);
+  expect(maxRelativeError(output, mnist.expected(digit), 1e-6)).toBeLessThan(MNIST_RTOL);
   return { degraded: answer.body.parameters.degraded };
 }
 
 /** One digit through `POST /api/infer`; checks its top-5 against the local answer. */
 async function inferSimple(master: InProcessMaster, digit: number): Promise<SimpleAnswer> {
-  const i = digit % DIGITS;
+  const expected = mnist.expected(digit);
   const answer = await postJson<SimpleAnswer>(`${master.httpUrl}/api/infer`, {
-    input: nest(pixels.subarray(i * PIXELS, (i + 1) * PIXELS), [28, 28, 1]),
+    input: nest(mnist.pixels(digit), [28, 28, 1]),
   });
   expect(answer.status, JSON.stringify(answer.body)).toBe(200);
   const top = answer.body.predictions[0]!.top;
-  expect(top.map((t) => t.index)).toEqual(topIndices(expected, i * 10, 10, 5));
-  const want = top.map((t) => expected[i * 10 + t.index]!);
+  expect(top.map((t) => t.index)).toEqual(topIndices(expected, 0, 10, 5));
+  const want = top.map((t) => expected[t.index]!);
   expect(
     maxRelativeError(
       top.map((t) => t.score),
       want,
       1e-6,
     ),
-  ).toBeLessThan(RTOL);
+  ).toBeLessThan(MNIST_RTOL);
   return answer.body;
 }
 
@@ -213,7 +198,7 @@ describe.each(TRANSPORTS)('cluster failures over %s', (transport) => {
   });
 
   it('a worker with a wrong token is refused and never receives a shard', async () => {
-    master = await startMasterInProcess({ model: modelJsonPath, transport, stages: 2, minWorkers: 1 });
+    master = await startMasterInProcess({ model: mnist.modelJsonPath, transport, stages: 2, minWorkers: 1 });
     const intruder = await spawnWorker({
       master: master.clusterAddress,
       token: 'not-the-cluster-token',

@@ -60,12 +60,30 @@ export interface ChildHandle {
 const children = new Set<ChildHandle>();
 const tempDirs = new Set<string>();
 
-/** Starts `node dist/cli/main.js <args>` as a tracked child process. */
-export function spawnCli(name: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildHandle {
+/** Throws a clear error when the built CLI is missing. */
+export function requireBuiltCli(): void {
   if (!existsSync(CLI_MAIN)) {
     throw new Error(`${CLI_MAIN} is missing: build packages/server (npx tsc -p tsconfig.build.json)`);
   }
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+}
+
+/** Starts `node dist/cli/main.js <args>` as a tracked child process. */
+export function spawnCli(name: string, args: readonly string[], env: NodeJS.ProcessEnv = {}): ChildHandle {
+  requireBuiltCli();
+  return spawnTracked(name, process.execPath, [CLI_MAIN, ...args], env);
+}
+
+/**
+ * Starts `command <args>` as a tracked child process (stopped by {@link killAllChildren}),
+ * collecting its stdout and stderr lines.
+ */
+export function spawnTracked(
+  name: string,
+  command: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): ChildHandle {
+  const child = spawn(command, args, {
     cwd: REPO_ROOT,
     env: { ...process.env, DINFER_DEBUG: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
