@@ -49,6 +49,13 @@ export interface WorkerView {
   readonly load?: WorkerLoad | undefined;
   /** Requests the coordinator has in flight on this worker right now. */
   readonly inflight: number;
+  /**
+   * The master's recent mean time of a call of the routed stage to this worker, in ms: queue,
+   * compute and both transfers, so a slow link shows here even when the worker's own compute
+   * is fast. Set in `route` requests once the worker has answered a call of that stage;
+   * undefined in placement requests.
+   */
+  readonly callMs?: number | undefined;
   /** False while the worker's circuit breaker is open or it missed heartbeats. */
   readonly healthy: boolean;
 }

@@ -280,19 +280,22 @@ describe('coordinator with a custom scheduler', () => {
   function rewriting(
     name: string,
     rewrite: { place?: (stages: string[][]) => unknown; route?: (chosen: string) => unknown },
-  ): Scheduler & { seen: WorkerView[] } {
+  ): Scheduler & { seen: WorkerView[]; routed: WorkerView[][] } {
     const inner = roundRobinScheduler();
     const seen: WorkerView[] = [];
+    const routed: WorkerView[][] = [];
     return {
       [schedulerSymbol]: true,
       name,
       seen,
+      routed,
       place(request) {
         seen.push(...request.workers);
         const placement = inner.place(request);
         return (rewrite.place ? rewrite.place(placement.stages.map((s) => [...s])) : placement) as never;
       },
       route(stage, replicas) {
+        routed.push([...replicas]);
         const chosen = inner.route(stage, replicas);
         return (rewrite.route ? rewrite.route(chosen) : chosen) as never;
       },
@@ -308,6 +311,26 @@ describe('coordinator with a custom scheduler', () => {
     const result = await coordinator.infer('m', await Promise.all(inputs.map((t) => fromTfTensor(t))));
     expectOutputsClose(result.outputs, await expected(model, inputs));
     tf.dispose(inputs);
+  });
+
+  it("tells route() each replica's measured call time for the stage once it has answered one", async () => {
+    const model = fixture('residual add block').build();
+    const scheduler = rewriting('timed', {});
+    const { coordinator } = await startCluster(model, [validCuts(model)[0]!], 2, { scheduler });
+    const tensors = sampleInputs(model, 1);
+    const inputs = await Promise.all(tensors.map((t) => fromTfTensor(t)));
+    tf.dispose(tensors);
+    await coordinator.infer('m', inputs);
+    expect(
+      scheduler.routed
+        .slice(0, 2)
+        .flat()
+        .every((v) => v.callMs === undefined),
+    ).toBe(true);
+    await coordinator.infer('m', inputs);
+    const later = scheduler.routed.slice(2).flat();
+    expect(later.length).toBe(2);
+    for (const view of later) expect(view.callMs).toBeGreaterThan(0);
   });
 
   it('fails readiness at once, naming the scheduler, when place() names unknown workers', async () => {

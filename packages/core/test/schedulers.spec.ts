@@ -41,6 +41,21 @@ describe('round-robin scheduler', () => {
 
 describe('load-based scheduler', () => {
   schedulerSuite(it, () => loadBasedScheduler());
+  it('routes by the master-measured call time, so a replica behind a slow link gets fewer requests', () => {
+    const s = loadBasedScheduler();
+    // Both workers report the same compute latency; calls to `far` take 10x longer end to end.
+    const near = w('near', { callMs: 12 });
+    const far = w('far', { callMs: 120 });
+    const counts = new Map<string, number>();
+    for (let i = 0; i < 100; i++) {
+      const chosen = s.route(0, [near, far]);
+      counts.set(chosen, (counts.get(chosen) ?? 0) + 1);
+    }
+    // Only the stale-figure probes (one in 8 x 2 decisions) go to the far replica.
+    expect(counts.get('far') ?? 0).toBeLessThanOrEqual(100 / 16 + 1);
+    expect(counts.get('near')).toBeGreaterThan(90);
+  });
+
   it('routes to the replica with the shortest expected wait', () => {
     const s = loadBasedScheduler();
     const busy = w('busy', {

@@ -192,7 +192,7 @@ export class PipelineRunner {
       const chosen = routeChecked(
         scheduler,
         stage.index,
-        pool.map((w) => w.view()),
+        pool.map((w) => w.view(stage.key)),
       );
       const worker = pool.find((w) => w.id === chosen)!;
       const t0 = performance.now();
@@ -224,6 +224,7 @@ export class PipelineRunner {
         }
         const ms = performance.now() - t0;
         worker.completed++;
+        worker.recordCall(stage.key, ms);
         metrics.set('dinfer_worker_breaker_open', { worker: worker.id }, 0);
         const labels = { model: deployment.name, stage: String(stage.index) };
         metrics.observe('dinfer_stage_duration_seconds', labels, ms / 1000);

@@ -16,6 +16,9 @@ import type { StageKey } from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad, WorkerView } from '../scheduler.js';
 import type { Connection } from '../transport.js';
 
+/** Weight of the newest call in the running mean of call times. */
+const CALL_MS_WEIGHT = 0.2;
+
 /** Lifecycle of a worker as the master sees it. */
 export type RemoteWorkerState = 'ready' | 'draining' | 'gone';
 
@@ -65,7 +68,9 @@ export class RemoteWorker {
   /** Stage loads in progress. */
   readonly loading = new Map<StageKey, Promise<void>>();
   readonly breaker: CircuitBreakerPolicy;
-  /** Completed stage calls and their mean latency, for status. */
+  /** Running mean of the master's call time per stage, in ms. */
+  readonly #callMs = new Map<StageKey, number>();
+  /** Completed and failed stage calls, for status. */
   completed = 0;
   failed = 0;
 
@@ -110,11 +115,19 @@ export class RemoteWorker {
     }
   }
 
-  /** The scheduler's view of this worker. */
-  view(): WorkerView {
+  /** Records the time of a stage call the master made to this worker (a running mean). */
+  recordCall(stage: StageKey, ms: number): void {
+    const previous = this.#callMs.get(stage);
+    this.#callMs.set(stage, previous === undefined ? ms : previous + CALL_MS_WEIGHT * (ms - previous));
+  }
+
+  /** The scheduler's view of this worker; with `stage`, including its recent call time for that stage. */
+  view(stage?: StageKey): WorkerView {
+    const callMs = stage === undefined ? undefined : this.#callMs.get(stage);
     return {
       id: this.id,
       name: this.name,
+      ...(callMs === undefined ? {} : { callMs }),
       capabilities: this.capabilities,
       load: this.load,
       inflight: this.inflight,

@@ -47,8 +47,10 @@ class ProbeClock {
 /**
  * Load-based: places stages on the least loaded workers that have the free memory for them,
  * gives spare workers to the stage with the most work per replica, and routes each request
- * to the replica with the lowest expected wait: (in flight + queued + 1) × recent latency,
- * inflated by CPU utilisation. Ties rotate so equal workers share the load. A replica that
+ * to the replica with the lowest expected wait: (in flight + queued + 1) × recent latency
+ * (the master's measured call time of that stage, {@link WorkerView.callMs}, so a slow link
+ * counts; the worker's reported compute latency before the first call), inflated by CPU
+ * utilisation. Ties rotate so equal workers share the load. A replica that
  * has not been chosen for 8 × (replicas offered) requests of its stage gets the next one: a
  * latency figure is refreshed only by traffic, so without these probes a replica whose figure
  * went stale (a passing spike, a worker that rejoined) would never be tried again.
@@ -62,7 +64,8 @@ export function loadBasedScheduler(options: LoadBasedOptions = {}): Scheduler {
   const expectedWait = (w: WorkerView): number => {
     const load = w.load;
     const waiting = w.inflight + (load?.queueLength ?? 0) + 1;
-    const latency = Math.max(load?.latencyMs ?? defaultLatency, 0.001);
+    // The master's own measure of a call (link included) when it has one, else the worker's.
+    const latency = Math.max(w.callMs ?? load?.latencyMs ?? defaultLatency, 0.001);
     return waiting * latency * (1 + cpuWeight * Math.min(Math.max(load?.cpu ?? 0, 0), 1));
   };
   const freeMemory = (w: WorkerView): number => w.load?.freeMemoryBytes ?? w.capabilities.memoryBytes;
