@@ -7,6 +7,7 @@
 export * from './backend.js';
 export * from './connection/authenticate.js';
 export * from './connection/channel-connection.js';
+export * from './connection/connection.js';
 export * from './connection/frame-channel.js';
 export * from './connection/rpc-header.js';
 export * from './errors.js';

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Connection } from '../src/connection/connection.js';
 import { DinferErrorCode } from '../src/errors.js';
 import { MemoryNetwork, memoryTransport, sendMemoryGarbage } from '../src/testing/memory-transport.js';
 import { transportSuite } from '../src/testing/transport-suite.js';
-import { type Connection, type Envelope, type Transport, transportSymbol } from '../src/transport.js';
+import { type Envelope, type Transport, transportSymbol } from '../src/transport.js';
 
 const network = new MemoryNetwork();
 

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { type StageBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { parseRuntimeMessage, type RuntimeMessage, stageKey } from '../src/protocol/cluster-messages.js';
@@ -10,7 +11,7 @@ import { encodeDelta } from '../src/ship/delta.js';
 import { deltaBaseLookup, shipStage } from '../src/ship/stage-shipper.js';
 import { bytesOf, countingTransport, type SentRequest } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope } from '../src/transport.js';
+import type { Envelope } from '../src/transport.js';
 import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 

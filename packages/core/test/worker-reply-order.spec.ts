@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
 import { partitionModel } from '../src/partition/partition.js';
 import { stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { parseRuntimeMessage, type RuntimeMessage, stageKey } from '../src/protocol/cluster-messages.js';
@@ -11,7 +12,7 @@ import { shipBlob } from '../src/ship/blob-shipper.js';
 import { encodeTensors } from '../src/tensor/codec.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope, Transport } from '../src/transport.js';
+import type { Envelope, Transport } from '../src/transport.js';
 import { createWorker } from '../src/worker/worker.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 

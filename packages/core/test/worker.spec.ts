@@ -7,6 +7,7 @@ import { deflateRawSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
@@ -23,7 +24,7 @@ import { decodeTensors, encodeTensors } from '../src/tensor/codec.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope, Listener, Transport } from '../src/transport.js';
+import type { Envelope, Listener, Transport } from '../src/transport.js';
 import {
   addressHost,
   createWorker,

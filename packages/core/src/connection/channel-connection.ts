@@ -8,14 +8,8 @@
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
-import type {
-  Connection,
-  Envelope,
-  MessageHandler,
-  MessageHeader,
-  RequestHandler,
-  RequestOptions,
-} from '../transport.js';
+import type { Envelope, MessageHeader } from '../transport.js';
+import type { Connection, MessageHandler, RequestHandler, RequestOptions } from './connection.js';
 import type { FrameChannel } from './frame-channel.js';
 import { parseRpcHeader, type RpcErrorBody, type RpcHeader, toRpcError } from './rpc-header.js';
 

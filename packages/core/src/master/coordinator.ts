@@ -14,6 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { ExponentialBackoff, type IBackoff } from 'cockatiel';
+import type { Connection } from '../connection/connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
 import { silentLogger } from '../logger.js';
@@ -33,7 +34,7 @@ import { validateModelInputs } from '../serving/validate-inputs.js';
 import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorData } from '../tensor/types.js';
-import type { Connection, Envelope, Listener } from '../transport.js';
+import type { Envelope, Listener } from '../transport.js';
 import type {
   ClusterStatus,
   CoordinatorEvent,

@@ -11,10 +11,10 @@ import {
   circuitBreaker,
   handleWhen,
 } from 'cockatiel';
+import type { Connection } from '../connection/connection.js';
 import { DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageKey } from '../protocol/cluster-messages.js';
 import type { WorkerCapabilities, WorkerLoad, WorkerView } from '../scheduler.js';
-import type { Connection } from '../transport.js';
 
 /** Lifecycle of a worker as the master sees it. */
 export type RemoteWorkerState = 'ready' | 'draining' | 'gone';

@@ -7,9 +7,9 @@
  * @module
  */
 import { deflateRawSync } from 'node:zlib';
+import type { Connection } from '../connection/connection.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { parseRuntimeMessage } from '../protocol/cluster-messages.js';
-import type { Connection } from '../transport.js';
 import type { EncodedDelta } from './delta.js';
 
 /** Options for {@link shipBlob}. */

@@ -8,12 +8,12 @@
  */
 import { authenticateDialerSide, authenticateListenerSide } from '../connection/authenticate.js';
 import { createChannelConnection } from '../connection/channel-connection.js';
+import type { Connection } from '../connection/connection.js';
 import type { FrameChannel } from '../connection/frame-channel.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import {
-  type Connection,
   type DialOptions,
   type Listener,
   type ListenOptions,

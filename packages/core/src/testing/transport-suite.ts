@@ -16,10 +16,11 @@
  */
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
+import type { Connection } from '../connection/connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { tensorsEnvelope, tensorsFromEnvelope } from '../protocol/tensors-message.js';
 import type { TensorData } from '../tensor/types.js';
-import { type Connection, type Envelope, isTransport, type Listener, type Transport } from '../transport.js';
+import { type Envelope, isTransport, type Listener, type Transport } from '../transport.js';
 
 /** What the suite asks of a transport factory. */
 export interface TransportSuiteFactoryOptions {

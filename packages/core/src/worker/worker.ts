@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { inflateRawSync } from 'node:zlib';
+import type { Connection, RequestContext } from '../connection/connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -28,7 +29,7 @@ import { type BlobStore, createBlobStore } from '../ship/blob-store.js';
 import { applyDelta } from '../ship/delta.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
-import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
+import type { Envelope, Transport } from '../transport.js';
 import { measureCapabilities } from './capabilities.js';
 import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
 import { type LoadedStage, loadStage } from './loaded-stage.js';
