@@ -1,14 +1,18 @@
 /**
  * The Transport extension point: how bytes move between the master and its workers.
  *
- * A transport listens on an address and dials addresses; both ends get a {@link Connection}
- * on which either side may send one-way messages and make requests that get a reply. A
- * third-party transport implements these interfaces and proves itself with
- * `transportSuite` from `@dinfer/core/testing`.
+ * A transport only provides raw, ordered channels of envelopes ({@link FrameChannel}): it
+ * listens on an address and hands out every channel a peer opens, and it dials addresses.
+ * Everything above (the cluster-token handshake, requests and replies, timeouts,
+ * cancellation, reconnection, pooling, metrics) is core's upgrader: `listenForConnections`
+ * and `dialConnection` turn a transport's channels into {@link Connection}s. A third-party
+ * transport implements these interfaces and proves itself with `transportSuite` from
+ * `@dinfer/core/testing`.
  *
  * @module
  */
 import type { Connection } from './connection/connection.js';
+import type { FrameChannel } from './connection/frame-channel.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -33,11 +37,11 @@ export interface MessageHeader {
   readonly [key: string]: unknown;
 }
 
-/** A listening endpoint. */
+/** A listening endpoint (of a transport, or of core's upgrader on top of one). */
 export interface Listener {
   /** The address actually bound (with the real port when 0 was asked for), dialable by peers. */
   readonly address: string;
-  /** Stops accepting and closes every connection it accepted. */
+  /** Stops accepting and closes every channel (or {@link Connection}) it accepted. */
   close(): Promise<void>;
 }
 
@@ -57,11 +61,12 @@ export interface TransportComponents {
   metrics?: Metrics | undefined;
 }
 
-/** What a transport implementation promises; the compliance suite skips what is not claimed. */
+/** What a transport implementation declares about itself. */
 export interface TransportCapabilities {
-  /** A dialed connection survives the listener restarting (the transport redials by itself). */
-  readonly reconnects: boolean;
-  /** Largest frame (header + attachments) the transport accepts, in bytes. */
+  /**
+   * Largest frame (header + attachments) the transport sends, and accepts once the upgrader
+   * has raised a channel's limit after authentication, in bytes.
+   */
   readonly maxFrameBytes: number;
 }
 
@@ -75,14 +80,17 @@ export interface Transport {
   readonly name: string;
   /** What this transport claims to support. */
   readonly capabilities: TransportCapabilities;
-  /** Listens on `address` (`host:port`, or a transport-specific form); `onConnection` gets every authenticated connection. */
+  /**
+   * Listens on `address` (`host:port`, or a transport-specific form); `onChannel` gets every
+   * channel a peer opens, unauthenticated, its incoming limit at `PRE_AUTH_MAX_FRAME_BYTES`.
+   */
   listen(
     address: string,
-    onConnection: (connection: Connection) => void,
+    onChannel: (channel: FrameChannel) => void,
     options?: ListenOptions,
   ): Promise<Listener>;
-  /** Dials `address` and resolves with an authenticated connection. */
-  dial(address: string, options?: DialOptions): Promise<Connection>;
+  /** Dials `address` and resolves with a raw channel (incoming limit `PRE_AUTH_MAX_FRAME_BYTES`). */
+  dial(address: string, options?: DialOptions): Promise<FrameChannel>;
 }
 
 /** True when `value` is a dinfer {@link Transport}, even from another copy of this package. */

@@ -13,8 +13,10 @@
  * @module
  */
 import { randomUUID } from 'node:crypto';
-import { ExponentialBackoff, type IBackoff } from 'cockatiel';
+import type { IBackoff } from 'cockatiel';
+import { createBackoff } from '../connection/backoff.js';
 import type { Connection } from '../connection/connection.js';
+import { listenForConnections } from '../connection/listen-for-connections.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
 import { silentLogger } from '../logger.js';
@@ -199,9 +201,12 @@ class ClusterCoordinator implements Coordinator {
   // ---- lifecycle -------------------------------------------------------------------------
 
   async start(): Promise<{ address: string; heartbeatPort: number }> {
-    this.#listener = await this.#options.transport.listen(this.#options.listen, (connection) =>
-      this.#accept(connection),
-    );
+    this.#listener = await listenForConnections(this.#options.transport, this.#options.listen, {
+      token: this.#options.token,
+      onConnection: (connection) => this.#accept(connection),
+      logger: this.#log,
+      metrics: this.#metrics,
+    });
     const hb = this.#options.heartbeat;
     let heartbeatPort = 0;
     // Heartbeats go over UDP beside an IP listener (same port number by default); a
@@ -935,10 +940,11 @@ class ClusterCoordinator implements Coordinator {
   ): Promise<{ outputs: TensorData[]; trace: StageTrace }> {
     const retry = this.#options.retry;
     const maxAttempts = retry?.maxAttempts ?? 5;
-    let backoff: IBackoff<unknown> = new ExponentialBackoff({
-      initialDelay: retry?.initialDelayMs ?? 25,
-      maxDelay: retry?.maxDelayMs ?? 2000,
-    }).next();
+    let backoff: IBackoff<unknown> = createBackoff({
+      initialDelayMs: retry?.initialDelayMs ?? 25,
+      maxDelayMs: retry?.maxDelayMs ?? 2000,
+      jitter: true,
+    }).next(undefined);
     const tried = new Set<string>();
     const encoded = encodeTensors(inputs, {
       encoding: this.#options.activationEncoding,
