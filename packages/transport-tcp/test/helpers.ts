@@ -57,8 +57,8 @@ export class RawClient {
     const client = await RawClient.connect(address);
     const handshake = new DialerHandshake(token);
     const hello = await client.next();
-    client.write(frame(handshake.answer(hello.header) as unknown as MessageHeader));
-    handshake.confirm((await client.next()).header);
+    client.write(frame((await handshake.answer(hello.header)) as unknown as MessageHeader));
+    await handshake.confirm((await client.next()).header);
     return client;
   }
 
@@ -89,7 +89,7 @@ export function frame(header: MessageHeader, attachments: Uint8Array[] = []): Ui
   return Buffer.concat(encodeFrame({ header, attachments }));
 }
 
-/** An rpc request frame as `createChannelConnection` expects it. */
+/** An rpc request frame as core's connection engine expects it. */
 export function rpcRequest(id: number, body: MessageHeader, attachments: Uint8Array[] = []): Uint8Array {
   return frame({ type: 'rpc', kind: 'request', id, body }, attachments);
 }
