@@ -8,6 +8,7 @@ export * from './backend.js';
 export * from './connection/authenticate.js';
 export * from './connection/backoff.js';
 export * from './connection/channel-connection.js';
+export * from './connection/channel-events.js';
 export * from './connection/connection.js';
 export type { ConnectionOptions } from './connection/connection-options.js';
 export * from './connection/dial-connection.js';

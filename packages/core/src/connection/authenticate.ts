@@ -51,14 +51,21 @@ class HandoffChannel implements AuthenticatedChannel {
   readonly session: ConnectionSession;
   readonly joined: boolean;
   readonly #inner: FrameChannel;
+  /** Runs a task after the envelopes still in the handshake's pipeline (at once when there are none). */
+  readonly #inOrder: (task: () => void) => void;
   readonly #queue: Envelope[] = [];
   #handler: ((envelope: Envelope) => void) | undefined;
-  #flushing = false;
 
-  constructor(inner: FrameChannel, session: ConnectionSession, joined: boolean) {
+  constructor(
+    inner: FrameChannel,
+    session: ConnectionSession,
+    joined: boolean,
+    inOrder: (task: () => void) => void,
+  ) {
     this.#inner = inner;
     this.session = session;
     this.joined = joined;
+    this.#inOrder = inOrder;
   }
 
   get remoteAddress(): string {
@@ -76,17 +83,12 @@ class HandoffChannel implements AuthenticatedChannel {
 
   onEnvelope(handler: (envelope: Envelope) => void): void {
     this.#handler = handler;
-    if (this.#queue.length > 0 && !this.#flushing) {
-      this.#flushing = true;
-      queueMicrotask(() => {
-        this.#flushing = false;
-        while (this.#queue.length > 0 && this.#handler !== undefined) this.#handler(this.#queue.shift()!);
-      });
-    }
+    while (this.#queue.length > 0 && this.#handler === handler) handler(this.#queue.shift()!);
   }
 
   onClose(handler: (error: DinferError | undefined) => void): void {
-    this.#inner.onClose(handler);
+    // A close never overtakes envelopes that arrived before it.
+    this.#inner.onClose((error) => this.#inOrder(() => handler(error)));
   }
 
   setMaxIncomingFrameBytes(bytes: number): void {
@@ -116,8 +118,23 @@ function run(
   const timeoutMs = options.timeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
   return new Promise<AuthenticatedChannel>((resolve, reject) => {
     let state: 'running' | 'failed' | HandoffChannel = 'running';
-    // Steps are async (WebCrypto): envelopes are processed one after the other, in order.
+    // Steps are async (WebCrypto): envelopes (and the close) are processed one after the
+    // other, in order; once the handshake is done and the pipeline empty, directly.
     let chain: Promise<void> = Promise.resolve();
+    let pending = 0;
+    const enqueue = (task: () => void | Promise<void>): void => {
+      pending += 1;
+      chain = chain
+        .then(task)
+        .catch(() => {})
+        .then(() => {
+          pending -= 1;
+        });
+    };
+    const inOrder = (task: () => void): void => {
+      if (pending === 0) task();
+      else enqueue(task);
+    };
     const fail = (error: DinferError) => {
       if (state !== 'running') return;
       state = 'failed';
@@ -160,9 +177,7 @@ function run(
       );
     };
     // After the envelopes that arrived before it (a `reject` just before the close wins).
-    channel.onClose((error) => {
-      chain = chain.then(() => closed(error));
-    });
+    channel.onClose((error) => inOrder(() => closed(error)));
     const handle = async (envelope: Envelope): Promise<void> => {
       if (state instanceof HandoffChannel) {
         state.deliver(envelope);
@@ -181,7 +196,7 @@ function run(
         const done = await step(envelope.header);
         if (done !== undefined && state === 'running') {
           cleanup();
-          const handoff = new HandoffChannel(channel, done.session, done.joined);
+          const handoff = new HandoffChannel(channel, done.session, done.joined, inOrder);
           state = handoff;
           resolve(handoff);
         }
@@ -194,7 +209,8 @@ function run(
       }
     };
     channel.onEnvelope((envelope) => {
-      chain = chain.then(() => handle(envelope));
+      if (state instanceof HandoffChannel && pending === 0) state.deliver(envelope);
+      else enqueue(() => handle(envelope));
     });
     start().catch((error: unknown) =>
       fail(

@@ -6,6 +6,7 @@
  */
 
 export * from './counting-transport.js';
+export * from './frame-inbox.js';
 export * from './memory-channel.js';
 export * from './memory-transport.js';
 export * from './raw-socket.js';
