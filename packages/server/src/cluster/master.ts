@@ -181,7 +181,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
     options.model === undefined ? undefined : await prepareSingleModel(options.model, options, backend, step);
   const token = options.token;
   const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
-  const transport = createTransport(options.transport ?? 'tcp', { token, logger: options.logger, metrics });
+  const transport = createTransport(options.transport ?? 'tcp', { logger: options.logger, metrics });
   const clusterHost = options.clusterHost ?? '0.0.0.0';
   const coordinator = createCoordinator({
     transport,

@@ -13,13 +13,13 @@ export const TRANSPORT_KINDS = ['tcp', 'socketio'] as const;
 /** One of {@link TRANSPORT_KINDS}. */
 export type TransportKind = (typeof TRANSPORT_KINDS)[number];
 
-/** Options shared by both transports. */
+/**
+ * Options shared by both transports. The cluster token is not one: core's upgrader, run by the
+ * coordinator and the worker runtime, authenticates every connection.
+ */
 export interface TransportFactoryOptions {
-  readonly token?: string | undefined;
   /** Largest frame in bytes. Default 512 MiB (a batch of ResNet50 activations fits). */
   readonly maxFrameBytes?: number | undefined;
-  /** The dialing side redials by itself (off for workers, whose runtime rejoins instead). */
-  readonly reconnect?: boolean | undefined;
   readonly logger?: Logger | undefined;
   readonly metrics?: Metrics | undefined;
 }
@@ -36,8 +36,6 @@ export function parseTransportKind(value: string): TransportKind {
 /** Creates the named transport. */
 export function createTransport(kind: TransportKind, options: TransportFactoryOptions = {}): Transport {
   const maxFrameBytes = options.maxFrameBytes ?? 512 * 1024 * 1024;
-  const common = { token: options.token, maxFrameBytes, logger: options.logger, metrics: options.metrics };
-  if (kind === 'tcp')
-    return tcpTransport({ ...common, ...(options.reconnect === false ? { reconnect: false } : {}) });
-  return socketIoTransport({ ...common, reconnection: options.reconnect !== false });
+  const common = { maxFrameBytes, logger: options.logger, metrics: options.metrics };
+  return kind === 'tcp' ? tcpTransport(common) : socketIoTransport(common);
 }

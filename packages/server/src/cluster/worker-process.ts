@@ -52,12 +52,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   const backend = await initBackend({ backend: options.backend });
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const worker = createWorker({
-    // The worker runtime redials and re-joins by itself, so the transport must not.
-    transport: createTransport(options.transport ?? 'tcp', {
-      token: options.token,
-      reconnect: false,
-      logger: options.logger,
-    }),
+    // A raw transport: the worker runtime authenticates with the token, redials and re-joins.
+    transport: createTransport(options.transport ?? 'tcp', { logger: options.logger }),
     master: options.master,
     token: options.token,
     name: options.name,
