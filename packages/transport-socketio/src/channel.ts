@@ -63,8 +63,19 @@ function concat(parts: readonly Uint8Array[], bytes: number): Uint8Array {
   return out;
 }
 
-/** Cuts an encoded frame into pieces of at most {@link SOCKETIO_PIECE_BYTES}; large parts are not copied. */
+/**
+ * Cuts an encoded frame into pieces of at most {@link SOCKETIO_PIECE_BYTES}. A frame that fits
+ * one piece goes as one (one socket.io event costs more than copying up to a piece); in larger
+ * ones, large parts are sent as views, not copied.
+ */
 function pieces(parts: readonly Uint8Array[]): Uint8Array[] {
+  let total = 0;
+  for (const part of parts) total += part.byteLength;
+  if (total > SOCKETIO_PIECE_BYTES) return split(parts);
+  return parts.length === 1 ? [parts[0]!] : [concat(parts, total)];
+}
+
+function split(parts: readonly Uint8Array[]): Uint8Array[] {
   const out: Uint8Array[] = [];
   let small: Uint8Array[] = [];
   let smallBytes = 0;
