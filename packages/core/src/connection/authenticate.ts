@@ -17,6 +17,13 @@ export interface AuthenticateOptions {
   timeoutMs?: number | undefined;
   /** Aborts the handshake with `DINFER_ERR_ABORTED` (and closes the channel). */
   signal?: AbortSignal | undefined;
+  /**
+   * The channel's incoming frame limit once the next frames can be trusted: the listener
+   * raises it just before sending `welcome` (the dialer has proved the token), the dialer just
+   * before sending `auth` (the listener may send anything right after its `welcome`, even in
+   * the same packet). Default: the limit is left as it is.
+   */
+  maxFrameBytes?: number | undefined;
 }
 
 /** Options of {@link authenticateListenerSide}. */
@@ -252,6 +259,7 @@ export function authenticateListenerSide(
     () => channel.send({ header: headerOf(handshake.hello()), attachments: [] }),
     async (header) => {
       const verdict = await handshake.verify(header, options.sessions);
+      if (options.maxFrameBytes !== undefined) channel.setMaxIncomingFrameBytes(options.maxFrameBytes);
       channel.send({ header: headerOf(verdict.welcome), attachments: [] }).catch(() => {});
       return verdict;
     },
@@ -290,6 +298,7 @@ export function authenticateDialerSide(
       if (!answered) {
         answered = true;
         const auth = await handshake.answer(header);
+        if (options.maxFrameBytes !== undefined) channel.setMaxIncomingFrameBytes(options.maxFrameBytes);
         channel.send({ header: headerOf(auth), attachments: [] }).catch(() => {});
         return undefined;
       }

@@ -34,8 +34,8 @@ export interface DialConnectionOptions extends ConnectionOptions, DialOptions {
 
 /**
  * Dials `address` with `transport` and resolves once the handshake (and every pooled link)
- * succeeded. Its incoming frame limit is raised to the transport's `maxFrameBytes` after
- * authentication. Counts `dinfer_transport_connections_opened_total{transport,side="dialer"}`
+ * succeeded. Its incoming frame limit is raised to the transport's `maxFrameBytes` once it has
+ * answered the listener's challenge. Counts `dinfer_transport_connections_opened_total{transport,side="dialer"}`
  * and, when reconnecting, `dinfer_transport_reconnects_total{transport}`.
  *
  * @example
@@ -76,13 +76,12 @@ export async function dialConnection(
     signal: AbortSignal | undefined,
   ): Promise<AuthenticatedChannel> => {
     const channel = await transport.dial(address, { signal });
-    const authenticated = await authenticateDialerSide(channel, token, {
+    return authenticateDialerSide(channel, token, {
       timeoutMs: handshakeTimeoutMs,
       signal,
       join,
+      maxFrameBytes: transport.capabilities.maxFrameBytes,
     });
-    authenticated.setMaxIncomingFrameBytes(transport.capabilities.maxFrameBytes);
-    return authenticated;
   };
 
   const first = await dialLink(undefined, options.signal);

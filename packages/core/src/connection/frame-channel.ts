@@ -57,7 +57,8 @@ export interface FrameChannel {
   onClose(handler: (error: DinferError | undefined) => void): void;
   /**
    * Sets the largest incoming frame accepted from now on, in bytes. The upgrader raises it
-   * to the transport's `maxFrameBytes` once the peer has authenticated.
+   * to the transport's `maxFrameBytes` during the handshake: a listener once the dialer has
+   * proved the token, a dialer once it has answered the listener's challenge.
    */
   setMaxIncomingFrameBytes(bytes: number): void;
   /**

@@ -23,8 +23,8 @@ export const MAX_LINKS_PER_CONNECTION = 64;
 
 /**
  * Listens on `address` with `transport`. Every channel the transport accepts must complete
- * the handshake within `handshakeTimeoutMs` (frames above 64 KiB are refused until it has);
- * then its incoming frame limit is raised to the transport's `maxFrameBytes` and it becomes a
+ * the handshake within `handshakeTimeoutMs` (frames above 64 KiB are refused until the dialer
+ * has proved the token; then the limit is the transport's `maxFrameBytes`) and becomes a
  * {@link Connection} for `onConnection`, or a further link of one (a pooled dialer).
  * Refused channels count in `dinfer_transport_handshake_failures_total{transport,code}`.
  *
@@ -73,14 +73,17 @@ export async function listenForConnections(
       return;
     }
     pending.add(channel);
-    authenticateListenerSide(channel, token, { timeoutMs: handshakeTimeoutMs, sessions: joinable }).then(
+    authenticateListenerSide(channel, token, {
+      timeoutMs: handshakeTimeoutMs,
+      sessions: joinable,
+      maxFrameBytes: transport.capabilities.maxFrameBytes,
+    }).then(
       (authenticated) => {
         pending.delete(channel);
         if (closing !== undefined) {
           authenticated.close();
           return;
         }
-        authenticated.setMaxIncomingFrameBytes(transport.capabilities.maxFrameBytes);
         if (authenticated.joined) {
           const entry = sessions.get(authenticated.session.id);
           if (entry === undefined) authenticated.close();

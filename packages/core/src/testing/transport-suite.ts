@@ -806,6 +806,31 @@ export function transportSuite(
     },
   );
 
+  define('delivers a large message the listener sends the moment it accepts a connection', async (scope) => {
+    const server = await scope.transport();
+    const client = await scope.transport();
+    const tensor = randomTensor('uint8', [PRE_AUTH_BYTES * 4]);
+    const address = factory.listenAddress();
+    const listener = await bounded.within(
+      listenForConnections(server, address, {
+        token: TOKEN,
+        onConnection: (connection) => {
+          scope.connections.push(connection);
+          void connection.send(tensorsEnvelope([tensor])).catch(() => {});
+        },
+      }),
+      `listen(${address})`,
+    );
+    scope.listeners.push(listener);
+    const dialer = await scope.dial(client, listener.address);
+    const message = await bounded.within(
+      new Promise<Envelope>((resolve) => dialer.onMessage(resolve)),
+      'the message sent right after the handshake',
+    );
+    assertSameTensors(tensorsFromEnvelope(message, LIMITS(MiB)).tensors, [tensor], 'early message');
+    assert.ok(dialer.isOpen, 'the dialer stays open');
+  });
+
   define('closes a channel that does not authenticate within handshakeTimeoutMs', async (scope) => {
     const server = await scope.transport();
     const client = await scope.transport();
