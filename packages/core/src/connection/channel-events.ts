@@ -68,6 +68,7 @@ export class ChannelEvents implements Pick<FrameChannel, 'onEnvelope' | 'onClose
     else this.#call(handler, envelope);
   }
 
+  /** Sets the envelope handler; what was queued is delivered to it now, in order. */
   onEnvelope(handler: (envelope: Envelope) => void): void {
     this.#handler = handler;
     if (this.#queued.length === 0) return;
@@ -79,6 +80,7 @@ export class ChannelEvents implements Pick<FrameChannel, 'onEnvelope' | 'onClose
     }
   }
 
+  /** Adds a close handler (called on the next microtask when already closed). */
   onClose(handler: (error: DinferError | undefined) => void): void {
     if (this.#closed) {
       const error = this.#closeError;
