@@ -6,8 +6,14 @@
  */
 export * from './backend.js';
 export * from './connection/authenticate.js';
+export * from './connection/backoff.js';
 export * from './connection/channel-connection.js';
+export * from './connection/channel-events.js';
+export * from './connection/connection.js';
+export type { ConnectionOptions } from './connection/connection-options.js';
+export * from './connection/dial-connection.js';
 export * from './connection/frame-channel.js';
+export * from './connection/listen-for-connections.js';
 export * from './connection/rpc-header.js';
 export * from './errors.js';
 export * from './heartbeat/heartbeat.js';

@@ -1,14 +1,18 @@
 /**
  * The Transport extension point: how bytes move between the master and its workers.
  *
- * A transport listens on an address and dials addresses; both ends get a {@link Connection}
- * on which either side may send one-way messages and make requests that get a reply. A
- * third-party transport implements these interfaces and proves itself with
- * `transportSuite` from `@dinfer/core/testing`.
+ * A transport only provides raw, ordered channels of envelopes ({@link FrameChannel}): it
+ * listens on an address and hands out every channel a peer opens, and it dials addresses.
+ * Everything above (the cluster-token handshake, requests and replies, timeouts,
+ * cancellation, reconnection, pooling, metrics) is core's upgrader: `listenForConnections`
+ * and `dialConnection` turn a transport's channels into {@link Connection}s. A third-party
+ * transport implements these interfaces and proves itself with `transportSuite` from
+ * `@dinfer/core/testing`.
  *
  * @module
  */
-import type { DinferError } from './errors.js';
+import type { Connection } from './connection/connection.js';
+import type { FrameChannel } from './connection/frame-channel.js';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 
@@ -33,60 +37,11 @@ export interface MessageHeader {
   readonly [key: string]: unknown;
 }
 
-/** Per-call options for {@link Connection.request}. */
-export interface RequestOptions {
-  /** Aborts the request; its promise rejects with `DINFER_ERR_ABORTED`. */
-  signal?: AbortSignal | undefined;
-  /** Rejects with `DINFER_ERR_TIMEOUT` when no reply arrives in time. Default: the connection's. */
-  timeoutMs?: number | undefined;
-}
-
-/** Context handed to a request handler. */
-export interface RequestContext {
-  /** Aborted when the connection closes or the requester gives up (where the transport can tell). */
-  readonly signal: AbortSignal;
-  /** The connection the request arrived on. */
-  readonly connection: Connection;
-}
-
-/** Answers requests arriving on a connection. A thrown error reaches the requester as `DINFER_ERR_REMOTE`. */
-export type RequestHandler = (request: Envelope, context: RequestContext) => Promise<Envelope>;
-
-/** Receives one-way messages, in the order they were sent. */
-export type MessageHandler = (message: Envelope, connection: Connection) => void;
-
-/**
- * A bidirectional, authenticated link between two peers. Requests are matched to replies by
- * id, and many may be in flight at once. When the connection closes (either side, or the
- * link drops), every pending request rejects with `DINFER_ERR_TRANSPORT_CLOSED` and
- * {@link Connection.closed} resolves.
- */
-export interface Connection {
-  /** Unique id of this connection within the process. */
-  readonly id: string;
-  /** The remote peer's address, for logs. */
-  readonly remoteAddress: string;
-  /** True until the connection closes. */
-  readonly isOpen: boolean;
-  /** Sends a one-way message. Resolves once it is handed to the OS (backpressure respected). */
-  send(message: Envelope, options?: { signal?: AbortSignal | undefined }): Promise<void>;
-  /** Sends a request and resolves with the peer's reply. */
-  request(message: Envelope, options?: RequestOptions): Promise<Envelope>;
-  /** Installs the handler for incoming requests (one per connection; replaces the previous). */
-  onRequest(handler: RequestHandler): void;
-  /** Installs the handler for incoming one-way messages (one per connection). */
-  onMessage(handler: MessageHandler): void;
-  /** Closes the connection; pending requests on both sides fail. Idempotent. */
-  close(reason?: DinferError): Promise<void>;
-  /** Resolves when the connection has closed, with the error that closed it (undefined for a clean close). */
-  readonly closed: Promise<DinferError | undefined>;
-}
-
-/** A listening endpoint. */
+/** A listening endpoint (of a transport, or of core's upgrader on top of one). */
 export interface Listener {
   /** The address actually bound (with the real port when 0 was asked for), dialable by peers. */
   readonly address: string;
-  /** Stops accepting and closes every connection it accepted. */
+  /** Stops accepting and closes every channel (or {@link Connection}) it accepted. */
   close(): Promise<void>;
 }
 
@@ -106,11 +61,12 @@ export interface TransportComponents {
   metrics?: Metrics | undefined;
 }
 
-/** What a transport implementation promises; the compliance suite skips what is not claimed. */
+/** What a transport implementation declares about itself. */
 export interface TransportCapabilities {
-  /** A dialed connection survives the listener restarting (the transport redials by itself). */
-  readonly reconnects: boolean;
-  /** Largest frame (header + attachments) the transport accepts, in bytes. */
+  /**
+   * Largest frame (header + attachments) the transport sends, and accepts once the upgrader
+   * has raised a channel's limit after authentication, in bytes.
+   */
   readonly maxFrameBytes: number;
 }
 
@@ -124,14 +80,17 @@ export interface Transport {
   readonly name: string;
   /** What this transport claims to support. */
   readonly capabilities: TransportCapabilities;
-  /** Listens on `address` (`host:port`, or a transport-specific form); `onConnection` gets every authenticated connection. */
+  /**
+   * Listens on `address` (`host:port`, or a transport-specific form); `onChannel` gets every
+   * channel a peer opens, unauthenticated, its incoming limit at `PRE_AUTH_MAX_FRAME_BYTES`.
+   */
   listen(
     address: string,
-    onConnection: (connection: Connection) => void,
+    onChannel: (channel: FrameChannel) => void,
     options?: ListenOptions,
   ): Promise<Listener>;
-  /** Dials `address` and resolves with an authenticated connection. */
-  dial(address: string, options?: DialOptions): Promise<Connection>;
+  /** Dials `address` and resolves with a raw channel (incoming limit `PRE_AUTH_MAX_FRAME_BYTES`). */
+  dial(address: string, options?: DialOptions): Promise<FrameChannel>;
 }
 
 /** True when `value` is a dinfer {@link Transport}, even from another copy of this package. */

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { authenticateDialerSide, authenticateListenerSide } from '../src/connection/authenticate.js';
 import { createChannelConnection } from '../src/connection/channel-connection.js';
+import type { Connection } from '../src/connection/connection.js';
 import type { FrameChannel } from '../src/connection/frame-channel.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { PROTOCOL_VERSION } from '../src/protocol/version.js';
 import { memoryChannelPair } from '../src/testing/memory-channel.js';
-import type { Connection, Envelope, MessageHeader } from '../src/transport.js';
+import type { Envelope, MessageHeader } from '../src/transport.js';
 
 function env(header: MessageHeader, ...attachments: Uint8Array[]): Envelope {
   return { header, attachments };

@@ -40,7 +40,8 @@ async function startCluster(
   const network = new MemoryNetwork();
   const events: CoordinatorEvent[] = [];
   const coordinator = createCoordinator({
-    transport: memoryTransport({ token: TOKEN, network }),
+    transport: memoryTransport({ network }),
+    token: TOKEN,
     listen: 'memory:0',
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
@@ -61,7 +62,8 @@ async function startCluster(
       const cacheDir = mkdtempSync(join(tmpdir(), 'dinfer-coord-'));
       cacheDirs.push(cacheDir);
       const worker = createWorker({
-        transport: memoryTransport({ token: TOKEN, network }),
+        transport: memoryTransport({ network }),
+        token: TOKEN,
         master: address,
         name,
         cacheDir,

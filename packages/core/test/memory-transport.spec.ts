@@ -1,23 +1,39 @@
 import { afterEach, describe, expect, it } from 'vitest';
+import { dialConnection } from '../src/connection/dial-connection.js';
+import { type FrameChannel, PRE_AUTH_MAX_FRAME_BYTES } from '../src/connection/frame-channel.js';
+import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { DinferErrorCode } from '../src/errors.js';
 import { MemoryNetwork, memoryTransport, sendMemoryGarbage } from '../src/testing/memory-transport.js';
 import { transportSuite } from '../src/testing/transport-suite.js';
-import { type Connection, type Envelope, type Transport, transportSymbol } from '../src/transport.js';
+import { type Envelope, type Transport, transportSymbol } from '../src/transport.js';
 
 const network = new MemoryNetwork();
 
 describe('memoryTransport compliance', () => {
-  transportSuite(
-    it,
-    {
-      create: (options) => memoryTransport({ ...options, network }),
-      listenAddress: () => 'memory:0',
-    },
-    {
-      name: 'memory',
-      sendRawGarbage: (address, kind) => sendMemoryGarbage(address, kind, network),
-    },
-  );
+  const factory = {
+    create: (options: { maxFrameBytes?: number | undefined }) => memoryTransport({ ...options, network }),
+    listenAddress: () => 'memory:0',
+  };
+  const sendRawGarbage = (address: string, kind: 'malformed' | 'oversize') =>
+    sendMemoryGarbage(address, kind, network);
+  const reports = [
+    transportSuite(it, factory, { name: 'memory', sendRawGarbage }),
+    transportSuite(it, factory, {
+      name: 'memory+pool',
+      sendRawGarbage,
+      maxPayloadBytes: 8 * 1024 * 1024,
+      dial: { poolSize: 3 },
+    }),
+    transportSuite(it, factory, {
+      name: 'memory+reconnect',
+      sendRawGarbage,
+      maxPayloadBytes: 8 * 1024 * 1024,
+      dial: { reconnect: { initialDelayMs: 5, maxDelayMs: 50 } },
+    }),
+  ];
+  it('runs every compliance test on every variant (none skipped)', () => {
+    for (const report of reports) expect(report.skipped).toEqual([]);
+  });
 });
 
 describe('memoryTransport specifics', () => {
@@ -73,11 +89,11 @@ describe('memoryTransport specifics', () => {
   it('copies attachments so the sender may reuse its buffers', async () => {
     const transport = memoryTransport({ network: isolated });
     const received: Uint8Array[] = [];
-    const listener = await transport.listen('memory:gamma', (connection) => {
-      connection.onMessage((message) => received.push(message.attachments[0]!));
+    const listener = await listenForConnections(transport, 'memory:gamma', {
+      onConnection: (connection) => connection.onMessage((message) => received.push(message.attachments[0]!)),
     });
     opened.push(listener);
-    const connection = await transport.dial(listener.address);
+    const connection = await dialConnection(transport, listener.address);
     opened.push(connection);
     const buffer = new Uint8Array([1, 2, 3]);
     await connection.send({ header: { type: 'x' }, attachments: [buffer] });
@@ -85,84 +101,80 @@ describe('memoryTransport specifics', () => {
     await new Promise((resolve) => setTimeout(resolve, 10));
     expect([...received[0]!]).toEqual([1, 2, 3]);
   });
+
+  it('hands out raw channels that accept at most 64 KiB until raised', async () => {
+    const transport = memoryTransport({ network: isolated });
+    const channels: FrameChannel[] = [];
+    const listener = await transport.listen('memory:delta', (channel) => channels.push(channel));
+    opened.push(listener);
+    const dialer = await transport.dial(listener.address);
+    const accepted = channels[0]!;
+    const got: number[] = [];
+    accepted.onEnvelope((envelope) => got.push(envelope.attachments[0]!.byteLength));
+    const closed = new Promise<unknown>((resolve) => accepted.onClose(resolve));
+    accepted.setMaxIncomingFrameBytes(256 * 1024);
+    await dialer.send({ header: { type: 'x' }, attachments: [new Uint8Array(100_000)] });
+    while (got.length === 0) await new Promise((resolve) => setTimeout(resolve, 1));
+    accepted.setMaxIncomingFrameBytes(PRE_AUTH_MAX_FRAME_BYTES);
+    await dialer.send({ header: { type: 'x' }, attachments: [new Uint8Array(100_000)] });
+    expect(await closed).toMatchObject({ code: DinferErrorCode.FRAME_TOO_LARGE });
+    expect(got).toEqual([100_000]);
+  });
 });
 
 describe('transportSuite catches broken transports', () => {
-  type Breakage = 'close-does-nothing' | 'messages-reordered' | 'abort-ignored';
+  type Breakage = 'close-does-nothing' | 'messages-reordered' | 'cancel-dropped';
 
-  function wrap(c: Connection, overrides: Partial<Connection>): Connection {
+  /** A channel of the memory transport, broken on the listener side the way `breakage` says. */
+  function wrap(channel: FrameChannel, breakage: Breakage): FrameChannel {
     return {
-      get id() {
-        return c.id;
-      },
       get remoteAddress() {
-        return c.remoteAddress;
+        return channel.remoteAddress;
       },
-      get isOpen() {
-        return c.isOpen;
+      send: (envelope) => channel.send(envelope),
+      onEnvelope: (handler) => {
+        let held: Envelope | undefined;
+        channel.onEnvelope((envelope) => {
+          const kind = envelope.header.type === 'rpc' ? envelope.header.kind : undefined;
+          if (breakage === 'cancel-dropped' && kind === 'cancel') return;
+          if (breakage !== 'messages-reordered' || kind !== 'message') return handler(envelope);
+          if (held === undefined) held = envelope;
+          else {
+            handler(envelope);
+            handler(held);
+            held = undefined;
+          }
+        });
       },
-      closed: c.closed,
-      send: (m, o) => c.send(m, o),
-      request: (m, o) => c.request(m, o),
-      onRequest: (h) => c.onRequest(h),
-      onMessage: (h) => c.onMessage(h),
-      close: (r) => c.close(r),
-      ...overrides,
+      onClose: (handler) => channel.onClose(handler),
+      setMaxIncomingFrameBytes: (bytes) => channel.setMaxIncomingFrameBytes(bytes),
+      close: (error) => {
+        if (breakage !== 'close-does-nothing') channel.close(error);
+      },
     };
   }
 
   function broken(breakage: Breakage): Transport {
-    const base = memoryTransport({ network, token: 'transport-suite-token' });
+    const base = memoryTransport({ network });
     return {
       [transportSymbol]: true,
       name: `broken-${breakage}`,
       capabilities: base.capabilities,
-      listen: (address, onConnection, o) =>
-        base.listen(
-          address,
-          (c) => {
-            if (breakage !== 'messages-reordered') return onConnection(c);
-            onConnection(
-              wrap(c, {
-                onMessage: (handler) => {
-                  let held: Envelope | undefined;
-                  c.onMessage((m, conn) => {
-                    if (held === undefined) held = m;
-                    else {
-                      handler(m, conn);
-                      handler(held, conn);
-                      held = undefined;
-                    }
-                  });
-                },
-              }),
-            );
-          },
-          o,
-        ),
-      dial: async (address, o) => {
-        const c = await base.dial(address, o);
-        if (breakage === 'close-does-nothing') return wrap(c, { close: async () => {} });
-        if (breakage === 'abort-ignored')
-          return wrap(c, { request: (m, opts) => c.request(m, { timeoutMs: opts?.timeoutMs }) });
-        return c;
-      },
+      listen: (address, onChannel, o) => base.listen(address, (c) => onChannel(wrap(c, breakage)), o),
+      dial: (address, o) => base.dial(address, o),
     };
   }
 
   it.each([
-    [
-      'close-does-nothing',
-      'memory: fails pending requests on both sides with TRANSPORT_CLOSED when the dialer closes',
-    ],
+    ['close-does-nothing', 'memory: closes a channel that does not authenticate within handshakeTimeoutMs'],
     ['messages-reordered', 'memory: delivers 1000 one-way messages in order (and messages the other way)'],
-    ['abort-ignored', 'memory: aborts requests with DINFER_ERR_ABORTED'],
+    ['cancel-dropped', 'memory: aborts requests with DINFER_ERR_ABORTED'],
   ] as const)('fails %s', async (breakage, testName) => {
     const tests = new Map<string, () => Promise<void>>();
     transportSuite(
       (name, fn) => tests.set(name, fn),
       { create: () => broken(breakage), listenAddress: () => 'memory:0' },
-      { name: 'memory', waitMs: 300 },
+      { name: 'memory', waitMs: 300, report: () => {} },
     );
     const run = tests.get(testName);
     expect(run, `suite test "${testName}" exists`).toBeDefined();
@@ -172,8 +184,33 @@ describe('transportSuite catches broken transports', () => {
     transportSuite(
       (name, fn) => good.set(name, fn),
       { create: (options) => memoryTransport({ ...options, network }), listenAddress: () => 'memory:0' },
-      { name: 'memory', waitMs: 2000 },
+      { name: 'memory', waitMs: 2000, report: () => {} },
     );
     await good.get(testName)!();
+  });
+
+  it('reports the tests it skips, and registers them when the hooks are given', () => {
+    const messages: string[] = [];
+    const factory = { create: () => memoryTransport({ network }), listenAddress: () => 'memory:0' };
+    const bare = transportSuite(() => {}, factory, {
+      name: 'bare',
+      reconnect: false,
+      report: (m) => messages.push(m),
+    });
+    expect(bare.skipped).toEqual([
+      'bare: drops a raw link sending a malformed frame; other connections keep working (no sendRawGarbage hook given)',
+      'bare: drops a raw link sending a oversize frame; other connections keep working (no sendRawGarbage hook given)',
+      'bare: reconnects a dialed connection after the listener restarts on the same address (reconnect: false)',
+    ]);
+    expect(messages).toHaveLength(1);
+    expect(messages[0]).toContain('skipped 3 test(s)');
+    const full = transportSuite(() => {}, factory, {
+      name: 'full',
+      sendRawGarbage: (address, kind) => sendMemoryGarbage(address, kind, network),
+      report: (m) => messages.push(m),
+    });
+    expect(full.skipped).toEqual([]);
+    expect(full.registered).toHaveLength(bare.registered.length + 3);
+    expect(messages).toHaveLength(1);
   });
 });

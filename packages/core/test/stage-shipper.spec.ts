@@ -3,6 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
+import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { type StageBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
@@ -10,7 +12,7 @@ import { encodeDelta } from '../src/ship/delta.js';
 import { deltaBaseLookup, shipStage } from '../src/ship/stage-shipper.js';
 import { bytesOf, countingTransport, type SentRequest } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope } from '../src/transport.js';
+import type { Envelope } from '../src/transport.js';
 import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
 
@@ -37,21 +39,25 @@ async function joinedWorker(): Promise<{
   sent: SentRequest[];
 }> {
   const network = new MemoryNetwork();
-  const counting = countingTransport(memoryTransport({ token: TOKEN, network }));
+  const counting = countingTransport(memoryTransport({ network }));
   let resolve!: (c: Connection) => void;
   const joined = new Promise<Connection>((r) => {
     resolve = r;
   });
-  const listener = await counting.transport.listen('memory:master', (connection) => {
-    connection.onRequest(async (request) => {
-      parseMessage(request.header, 'join');
-      queueMicrotask(() => resolve(connection));
-      return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
-    });
+  const listener = await listenForConnections(counting.transport, 'memory:master', {
+    token: TOKEN,
+    onConnection: (connection) => {
+      connection.onRequest(async (request) => {
+        parseMessage(request.header, 'join');
+        queueMicrotask(() => resolve(connection));
+        return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
+      });
+    },
   });
   const cacheDir = await mkdtemp(join(tmpdir(), 'dinfer-shipper-'));
   const worker = createWorker({
-    transport: memoryTransport({ token: TOKEN, network }),
+    transport: memoryTransport({ network }),
+    token: TOKEN,
     master: 'memory:master',
     cacheDir,
     capabilities: caps,

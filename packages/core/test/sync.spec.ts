@@ -54,9 +54,10 @@ function cacheDir(): string {
 
 async function startCluster(chunkBytes: number): Promise<Cluster> {
   const network = new MemoryNetwork();
-  const counting = countingTransport(memoryTransport({ token: TOKEN, network }));
+  const counting = countingTransport(memoryTransport({ network }));
   const coordinator = createCoordinator({
     transport: counting.transport,
+    token: TOKEN,
     listen: 'memory:0',
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
@@ -72,7 +73,8 @@ async function startCluster(chunkBytes: number): Promise<Cluster> {
     workers: [],
     async addWorker(dir = cacheDir()) {
       const worker = createWorker({
-        transport: memoryTransport({ token: TOKEN, network }),
+        transport: memoryTransport({ network }),
+        token: TOKEN,
         master: address,
         cacheDir: dir,
         capabilities: caps,
@@ -188,7 +190,8 @@ describe('shard sync through the coordinator', () => {
     const mark = cluster.counting.sent.length;
 
     const second = createWorker({
-      transport: memoryTransport({ token: TOKEN, network: cluster.network }),
+      transport: memoryTransport({ network: cluster.network }),
+      token: TOKEN,
       master: cluster.address,
       cacheDir: dir,
       capabilities: caps,

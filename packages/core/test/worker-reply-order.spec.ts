@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
+import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { partitionModel } from '../src/partition/partition.js';
 import { stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
@@ -11,7 +13,7 @@ import { shipBlob } from '../src/ship/blob-shipper.js';
 import { encodeTensors } from '../src/tensor/codec.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope, Transport } from '../src/transport.js';
+import type { Envelope, MessageHeader, Transport } from '../src/transport.js';
 import { createWorker } from '../src/worker/worker.js';
 import { fixture, sampleInputs } from './fixtures/models.js';
 
@@ -37,23 +39,31 @@ function envelope(header: ProtocolMessage, attachments: Uint8Array[] = []): Enve
 }
 
 /**
- * A transport whose connections log, for every request the worker answers, the moment its
- * reply is handed back to the connection (from there it goes straight to the channel).
+ * A transport whose channels log, for every inference request the worker answers, the moment
+ * its reply is handed to the channel.
  */
 function loggingTransport(inner: Transport, log: string[]): Transport {
   return {
     ...inner,
     async dial(address, options) {
-      const connection = await inner.dial(address, options);
-      const onRequest = connection.onRequest.bind(connection);
-      connection.onRequest = (handler) => {
-        onRequest(async (request, context) => {
-          const reply = await handler(request, context);
-          if (request.header.type === 'infer') log.push(`reply ${String(request.header.requestId)}`);
-          return reply;
+      const channel = await inner.dial(address, options);
+      /** Request id -> the infer request's `requestId`. */
+      const infers = new Map<number, string>();
+      const send = channel.send.bind(channel);
+      const onEnvelope = channel.onEnvelope.bind(channel);
+      channel.onEnvelope = (handler) =>
+        onEnvelope((envelope) => {
+          const { kind, id, body } = envelope.header as { kind?: string; id?: number; body?: MessageHeader };
+          if (kind === 'request' && body?.type === 'infer') infers.set(id!, String(body.requestId));
+          handler(envelope);
         });
+      channel.send = (envelope) => {
+        const { kind, id } = envelope.header as { kind?: string; id?: number };
+        const requestId = kind === 'response' ? infers.get(id!) : undefined;
+        if (requestId !== undefined) log.push(`reply ${requestId}`);
+        return send(envelope);
       };
-      return connection;
+      return channel;
     },
   };
 }
@@ -63,22 +73,26 @@ describe('worker inference queue', () => {
     const stage = partitionModel(model, [4]).stages[1]!;
     const blobs = await stageToBlobs(stage.model);
     const network = new MemoryNetwork();
-    const transport = memoryTransport({ token: TOKEN, network });
+    const transport = memoryTransport({ network });
     let master: Connection | undefined;
     const joined = new Promise<void>((resolve) => {
-      void transport.listen('memory:master', (connection) => {
-        connection.onRequest(async (request) => {
-          parseMessage(request.header, 'join');
-          master = connection;
-          queueMicrotask(resolve);
-          return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
-        });
+      void listenForConnections(transport, 'memory:master', {
+        token: TOKEN,
+        onConnection: (connection) => {
+          connection.onRequest(async (request) => {
+            parseMessage(request.header, 'join');
+            master = connection;
+            queueMicrotask(resolve);
+            return envelope({ type: 'joined', workerId: 'w1', heartbeatPort: 0, heartbeatIntervalMs: 0 });
+          });
+        },
       });
     });
     const log: string[] = [];
     const worker = createWorker({
       transport: loggingTransport(transport, log),
       master: 'memory:master',
+      token: TOKEN,
       cacheDir,
       capabilities: { backend: tf.getBackend(), cores: 1, memoryBytes: 2 ** 30, score: 1 },
       reconnect: false,

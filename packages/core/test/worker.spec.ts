@@ -7,6 +7,8 @@ import { deflateRawSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../src/backend.js';
+import type { Connection } from '../src/connection/connection.js';
+import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
@@ -24,7 +26,7 @@ import { decodeTensors, encodeTensors } from '../src/tensor/codec.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
-import type { Connection, Envelope, Listener, Transport } from '../src/transport.js';
+import type { Envelope, Listener, Transport } from '../src/transport.js';
 import {
   addressHost,
   createWorker,
@@ -104,23 +106,26 @@ class FakeMaster {
   ) {}
 
   async listen(): Promise<void> {
-    this.#listener = await this.transport.listen(this.address, (connection) => {
-      connection.onMessage((message) => this.messages.push(parseMessageHeader(message.header)));
-      connection.onRequest(async (request) => {
-        const join = parseMessage(request.header, 'join');
-        this.joins.push(join);
-        queueMicrotask(() => {
-          const waiter = this.#waiters.shift();
-          if (waiter) waiter(connection);
-          else this.#joined.push(connection);
+    this.#listener = await listenForConnections(this.transport, this.address, {
+      token: TOKEN,
+      onConnection: (connection) => {
+        connection.onMessage((message) => this.messages.push(parseMessageHeader(message.header)));
+        connection.onRequest(async (request) => {
+          const join = parseMessage(request.header, 'join');
+          this.joins.push(join);
+          queueMicrotask(() => {
+            const waiter = this.#waiters.shift();
+            if (waiter) waiter(connection);
+            else this.#joined.push(connection);
+          });
+          return envelope({
+            type: 'joined',
+            workerId: `w${this.joins.length}`,
+            heartbeatPort: this.heartbeatPort,
+            heartbeatIntervalMs: this.heartbeatPort === 0 ? 0 : 20,
+          });
         });
-        return envelope({
-          type: 'joined',
-          workerId: `w${this.joins.length}`,
-          heartbeatPort: this.heartbeatPort,
-          heartbeatIntervalMs: this.heartbeatPort === 0 ? 0 : 20,
-        });
-      });
+      },
     });
   }
 
@@ -141,7 +146,7 @@ async function setup(
   overrides: Partial<WorkerOptions> = {},
 ): Promise<{ master: FakeMaster; network: MemoryNetwork; transport: Transport; cacheDir: string }> {
   const network = new MemoryNetwork();
-  const transport = memoryTransport({ token: TOKEN, network });
+  const transport = memoryTransport({ network });
   const master = new FakeMaster(transport, 'memory:master');
   await master.listen();
   cleanups.push(() => master.close());
@@ -156,6 +161,7 @@ function worker(
   const w = createWorker({
     transport,
     master: 'memory:master',
+    token: TOKEN,
     cacheDir,
     capabilities,
     name: 'test-worker',
@@ -521,14 +527,13 @@ describe('createWorker', () => {
   });
 
   it('fails start on a wrong token, or with reconnect off when nobody listens', async () => {
-    const { network, cacheDir } = await setup();
-    const intruder = memoryTransport({ token: 'wrong', network });
-    const refused = worker(intruder, cacheDir);
+    const { transport, cacheDir } = await setup();
+    const refused = worker(transport, cacheDir, { token: 'wrong' });
     const auth = await remoteError(refused.start());
     expect(auth.code).toBe(DinferErrorCode.AUTH_FAILED);
     expect(refused.state).toBe('stopped');
 
-    const lonely = worker(memoryTransport({ token: TOKEN, network: new MemoryNetwork() }), cacheDir, {
+    const lonely = worker(memoryTransport({ network: new MemoryNetwork() }), cacheDir, {
       reconnect: false,
     });
     const nobody = await remoteError(lonely.start());

@@ -120,7 +120,8 @@ beforeAll(async () => {
   await saveVersion('other', '1', 11);
   const network = new MemoryNetwork();
   coordinator = createCoordinator({
-    transport: memoryTransport({ token: TOKEN, network }),
+    transport: memoryTransport({ network }),
+    token: TOKEN,
     listen: 'memory:0',
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
@@ -137,8 +138,9 @@ beforeAll(async () => {
   expect(deployments.map((d) => `${d.name}@${d.version}`).sort()).toEqual(['other@1', 'tiny@2']);
   for (const name of ['w1', 'w2']) {
     const worker = createWorker({
-      transport: memoryTransport({ token: TOKEN, network }),
+      transport: memoryTransport({ network }),
       master: address,
+      token: TOKEN,
       name,
       cacheDir: await mkdtemp(path.join(root, `${name}-`)),
       capabilities: { backend: 'wasm', cores: 1, memoryBytes: 1024 ** 3, score: 1 },

@@ -1,48 +1,31 @@
 /**
- * The Socket.IO events this transport speaks, and the shapes of their arguments.
+ * What this transport puts on the socket.io wire: one event, carrying pieces of a byte stream.
  *
- * | event           | direction         | arguments                                              |
- * |-----------------|-------------------|--------------------------------------------------------|
- * | `dinfer:hello`  | listener → dialer | `HelloMessage`                                         |
- * | `dinfer:auth`   | dialer → listener | `AuthMessage`                                          |
- * | `dinfer:welcome`| listener → dialer | `WelcomeMessage`                                       |
- * | `dinfer:reject` | listener → dialer | `RejectMessage`, then the listener disconnects         |
- * | `dinfer:msg`    | both              | `header`, `attachments[]`                              |
- * | `dinfer:req`    | both              | `id`, `header`, `attachments[]`, ack(`WireReply`)      |
- * | `dinfer:cancel` | both              | `id` (the requester gave up)                           |
- * | `dinfer:bye`    | both              | `WireError` or nothing, then the sender disconnects    |
+ * | event          | direction | arguments                                          |
+ * |----------------|-----------|----------------------------------------------------|
+ * | `dinfer:frame` | both      | one binary part: the next piece of the frame stream |
  *
- * Attachments travel as socket.io binary parts (one WebSocket binary message each), never as
- * JSON arrays. The protocol version also rides in the socket.io `auth` payload, so a
- * mismatched peer is refused by a server middleware before any event.
+ * The stream is core's length-prefixed frame codec (`encodeFrame` / `FrameDecoder`), the same
+ * bytes TCP carries, cut into pieces of at most {@link SOCKETIO_PIECE_BYTES}. The receiver
+ * reassembles them with a per-channel limit: 64 KiB until core's upgrader has authenticated
+ * the peer, the transport's `maxFrameBytes` after. So socket.io's own buffer
+ * (`maxHttpBufferSize`) stays small, and an unauthenticated peer cannot make a listener hold
+ * more than one piece. Any other event closes the channel. The protocol version also rides
+ * in the socket.io `auth` payload, so a mismatched peer is refused by a server middleware
+ * before any event.
  *
  * @module
  */
 
-/** Event names, by role. */
+/** Event names. */
 export const SocketIoEvent = {
-  HELLO: 'dinfer:hello',
-  AUTH: 'dinfer:auth',
-  WELCOME: 'dinfer:welcome',
-  REJECT: 'dinfer:reject',
-  MESSAGE: 'dinfer:msg',
-  REQUEST: 'dinfer:req',
-  CANCEL: 'dinfer:cancel',
-  BYE: 'dinfer:bye',
+  FRAME: 'dinfer:frame',
 } as const;
 
-/** An error as it crosses the wire (in a reply or a `bye`). */
-export interface WireError {
-  readonly code: string;
-  readonly message: string;
-}
+/** Largest piece of the frame stream one event carries: 1 MiB. */
+export const SOCKETIO_PIECE_BYTES = 1024 * 1024;
 
-/** What the ack of a `dinfer:req` carries: the reply envelope, or the handler's error. */
-export type WireReply =
-  | { readonly header: Record<string, unknown>; readonly attachments: readonly Uint8Array[] }
-  | { readonly error: WireError };
-
-/** The socket.io `auth` payload a dialer sends with every (re)connection. */
+/** The socket.io `auth` payload a dialer sends with its connection. */
 export interface SocketIoAuthPayload {
   readonly protocol: number;
 }

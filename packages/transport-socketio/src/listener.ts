@@ -1,30 +1,30 @@
 /**
  * The listening side: a `node:http` server with a socket.io `Server` (WebSocket only, no
- * compression, `maxHttpBufferSize` sized for the largest frame). Every socket first passes a
- * protocol-version middleware, then the challenge/response handshake; only then does it
- * become a {@link Connection}.
+ * compression, `maxHttpBufferSize` one piece). Every socket first passes the origin check and
+ * a protocol-version middleware, then goes to `onChannel` as a raw channel.
  *
  * @module
  */
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import {
-  type Connection,
   DinferError,
   DinferErrorCode,
-  isDinferError,
+  type FrameChannel,
   type Listener,
-  ListenerHandshake,
   PROTOCOL_VERSION,
-  rejectFor,
 } from '@dinfer/core';
 import { Server, type Socket } from 'socket.io';
 import { formatAddress, parseAddress } from './address.js';
-import { SocketIoConnection } from './connection.js';
+import { SocketIoChannel } from './channel.js';
 import { SocketIoEvent } from './events.js';
 import { whenWritable } from './flow.js';
+import { linkError } from './link-error.js';
 import type { ResolvedOptions } from './options.js';
 import { createParser } from './parser.js';
+
+/** How long the socket of an unauthenticated channel closed by this side may linger. */
+const CLOSE_LINGER_MS = 2000;
 
 /** Error a middleware passes to socket.io; `data` reaches the client's `connect_error`. */
 interface MiddlewareError extends Error {
@@ -53,41 +53,21 @@ function remoteAddressOf(socket: Socket): string {
   return raw.remotePort === undefined ? host : formatAddress(host.replace(/^::ffff:/, ''), raw.remotePort);
 }
 
-/**
- * The error a socket.io disconnect `reason` stands for: `undefined` for a clean close,
- * `FRAME_TOO_LARGE` when the WebSocket layer refused a message above `maxHttpBufferSize`
- * (checked from the frame header, before the bytes are buffered), else `TRANSPORT_CLOSED`.
- */
-function linkError(
-  reason: string,
-  description: unknown,
-  remoteAddress: string,
-  maxMessageBytes: number,
-): DinferError | undefined {
-  if (
-    reason === 'client namespace disconnect' ||
-    reason === 'server namespace disconnect' ||
-    reason === 'server shutting down'
-  ) {
-    return undefined;
-  }
-  const detail = description instanceof Error ? description.message : String(description ?? '');
-  if (reason === 'transport error' && /max payload size exceeded/i.test(detail)) {
-    return new DinferError(
-      DinferErrorCode.FRAME_TOO_LARGE,
-      `${remoteAddress} sent a WebSocket message above ${maxMessageBytes} bytes (maxFrameBytes + overhead)`,
-      { details: { remoteAddress, maxMessageBytes } },
-    );
-  }
-  return new DinferError(DinferErrorCode.TRANSPORT_CLOSED, `link to ${remoteAddress} lost: ${reason}`, {
-    details: { reason, ...(detail === '' ? {} : { description: detail }) },
-  });
+/** Admits requests without an `Origin` header (not a browser) or with a listed one. */
+function originCheck(allowed: readonly string[]) {
+  return (
+    request: IncomingMessage,
+    callback: (error: string | null | undefined, success: boolean) => void,
+  ) => {
+    const origin = request.headers.origin;
+    callback(null, origin === undefined || allowed.includes(origin));
+  };
 }
 
-/** Listens on `address` and hands every authenticated socket to `onConnection`. */
+/** Listens on `address` and hands every socket that connects to `onChannel`. */
 export async function listenSocketIo(
   address: string,
-  onConnection: (connection: Connection) => void,
+  onChannel: (channel: FrameChannel) => void,
   options: ResolvedOptions,
   signal: AbortSignal | undefined,
 ): Promise<Listener> {
@@ -106,109 +86,63 @@ export async function listenSocketIo(
     maxHttpBufferSize: options.maxWsMessageBytes,
     serveClient: false,
     allowEIO3: false,
-    connectTimeout: options.handshakeTimeoutMs,
-    parser: createParser(options.maxAttachments),
+    connectTimeout: options.connectTimeoutMs,
+    parser: createParser(1),
+    allowRequest: originCheck(options.cors),
+    ...(options.cors.length === 0 ? {} : { cors: { origin: [...options.cors], methods: ['GET'] } }),
   });
-  const connections = new Set<SocketIoConnection>();
-  let listenerClosing = false;
+  const channels = new Set<SocketIoChannel>();
+  const lingering = new Set<NetSocket>();
   io.use(versionMiddleware);
   io.on('connection', (socket) => {
-    const hs = new ListenerHandshake(options.token);
-    let connection: SocketIoConnection | undefined;
     const remoteAddress = remoteAddressOf(socket);
-    const fail = (error: unknown): void => {
-      clearTimeout(timer);
-      const failure = isDinferError(error)
-        ? error
-        : new DinferError(DinferErrorCode.PROTOCOL, 'handshake failed', { cause: error });
-      logger.warn(
-        { remoteAddress, code: failure.code, err: failure.message },
-        'socket.io handshake failed; disconnecting',
-      );
-      metrics.increment('dinfer_transport_handshake_failures_total', {
-        transport: 'socketio',
-        code: failure.code,
-      });
-      socket.emit(SocketIoEvent.REJECT, rejectFor(failure));
-      socket.disconnect(true);
-    };
-    const timer = setTimeout(
-      () =>
-        fail(
-          new DinferError(
-            DinferErrorCode.TIMEOUT,
-            `handshake not completed within ${options.handshakeTimeoutMs} ms`,
-          ),
-        ),
-      options.handshakeTimeoutMs,
-    );
-    socket.onAny((event: string, ...args: unknown[]) => {
-      if (connection !== undefined) {
-        connection.dispatch(event, args);
-        return;
-      }
-      if (event !== SocketIoEvent.AUTH || args.length !== 1) {
-        fail(
-          new DinferError(
-            DinferErrorCode.AUTH_FAILED,
-            `event "${String(event).slice(0, 64)}" before the handshake completed`,
-          ),
-        );
-        return;
-      }
-      let welcome: ReturnType<ListenerHandshake['verify']>;
-      try {
-        welcome = hs.verify(args[0]);
-      } catch (error) {
-        fail(error);
-        return;
-      }
-      clearTimeout(timer);
-      socket.emit(SocketIoEvent.WELCOME, welcome);
-      const accepted = new SocketIoConnection({
+    const channel = new SocketIoChannel(
+      {
         remoteAddress,
-        options,
-        shutdown: () => {
-          connections.delete(accepted);
-          // While the listener closes, io.close() drops the links without a socket.io
-          // DISCONNECT packet, so reconnecting dialers come back once it listens again.
-          if (!listenerClosing) socket.disconnect(true);
-        },
-      });
-      connection = accepted;
-      connections.add(accepted);
-      accepted.attach({
-        emit: (name, eventArgs) => {
-          socket.emit(name, ...eventArgs);
+        emit: (piece) => {
+          socket.emit(SocketIoEvent.FRAME, piece);
         },
         writable: () => whenWritable(socket.conn),
-      });
-      metrics.increment('dinfer_transport_connections_total', { transport: 'socketio', side: 'listener' });
-      logger.debug({ connection: accepted.id, remoteAddress }, 'socket.io connection authenticated');
-      try {
-        onConnection(accepted);
-      } catch (error) {
-        logger.error({ connection: accepted.id, err: error }, 'onConnection threw');
-      }
-    });
+        disconnect: (stopReading) => {
+          socket.disconnect(true);
+          if (!stopReading) return;
+          // An unauthenticated peer gets nothing more read: what was sent still goes out, and
+          // the socket is cut if the peer has not closed it after the linger time.
+          const raw = socket.request.socket;
+          raw.pause();
+          lingering.add(raw);
+          raw.once('close', () => lingering.delete(raw));
+          setTimeout(() => raw.destroy(), CLOSE_LINGER_MS).unref();
+        },
+      },
+      options,
+    );
+    channels.add(channel);
+    channel.onClose(() => channels.delete(channel));
+    socket.onAny((event: string, ...args: unknown[]) => channel.receive(event, args));
     socket.on('disconnect', (reason: string, description: unknown) => {
-      clearTimeout(timer);
       const error = linkError(reason, description, remoteAddress, options.maxWsMessageBytes);
-      if (error?.code === DinferErrorCode.FRAME_TOO_LARGE) {
+      if (error.code === DinferErrorCode.FRAME_TOO_LARGE) {
         logger.warn(
           { remoteAddress, code: error.code, err: error.message },
-          'socket.io peer sent an oversize frame; dropped',
+          'socket.io peer sent an oversize message',
         );
-        metrics.increment('dinfer_transport_protocol_errors_total', {
+        metrics.increment('dinfer_transport_frames_rejected_total', {
           transport: 'socketio',
           code: error.code,
         });
+        // Cut it off at once: a graceful WebSocket close would keep reading (and discarding)
+        // whatever the peer still sends until it answers the close.
+        socket.request.socket.destroy();
       }
-      if (connection === undefined) return;
-      connections.delete(connection);
-      connection.terminate(error);
+      channel.lost(error);
     });
-    socket.emit(SocketIoEvent.HELLO, hs.hello());
+    try {
+      onChannel(channel);
+    } catch (error) {
+      logger.error({ err: String(error), remoteAddress }, 'onChannel threw');
+      channel.close();
+    }
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -249,11 +183,11 @@ export async function listenSocketIo(
     address: boundAddress,
     close(): Promise<void> {
       closing ??= (async () => {
-        listenerClosing = true;
-        for (const connection of [...connections]) connection.terminate(undefined);
-        connections.clear();
+        for (const channel of [...channels]) channel.close();
         const closed = io.close();
         httpServer.closeAllConnections();
+        // Sockets of unauthenticated peers still lingering go now.
+        for (const raw of lingering) raw.destroy();
         await closed.catch((error: unknown) => {
           if ((error as NodeJS.ErrnoException).code !== 'ERR_SERVER_NOT_RUNNING') throw error;
         });

@@ -10,56 +10,50 @@ import {
   type Metrics,
   noopMetrics,
   silentLogger,
+  type TransportComponents,
 } from '@dinfer/core';
+import { SOCKETIO_PIECE_BYTES } from './events.js';
 
-/** Options for `socketIoTransport`. */
-export interface SocketIoTransportOptions {
-  /** Shared cluster token; proves membership via HMAC challenge/response and never crosses the wire. Omit to run without authentication (the protocol version is still checked). */
-  token?: string | undefined;
-  /** Largest message (JSON header + attachments) accepted or sent, in bytes. Default 256 MiB. */
+/**
+ * Options for `socketIoTransport`. Authentication, request timeouts, reconnection and pooling
+ * are not transport options: core's `listenForConnections` / `dialConnection` take them.
+ */
+export interface SocketIoTransportOptions extends TransportComponents {
+  /** Largest message (JSON header + attachments) sent, and accepted after authentication, in bytes. Default 256 MiB. */
   maxFrameBytes?: number | undefined;
-  /** Most binary attachments one message may carry. Default 256. */
-  maxAttachments?: number | undefined;
   /** HTTP path of the Socket.IO endpoint, the same on both sides. Default `/socket.io`. */
   path?: string | undefined;
-  /** Timeout of a request that names none, in ms. Default 30 000. */
-  defaultRequestTimeoutMs?: number | undefined;
-  /** Time allowed for connecting plus the challenge/response handshake, in ms. Default 10 000. */
-  handshakeTimeoutMs?: number | undefined;
-  /** Dialed connections redial by themselves (socket.io-client's reconnection with its backoff) and re-authenticate. Default true. */
-  reconnection?: boolean | undefined;
-  /** Structured logger (pino-compatible). Default: silent. */
-  logger?: Logger | undefined;
-  /** Metrics sink. Default: no-op. */
-  metrics?: Metrics | undefined;
+  /**
+   * Time allowed to connect (WebSocket upgrade and socket.io namespace), in ms. Default 10 000.
+   */
+  connectTimeoutMs?: number | undefined;
+  /**
+   * Listening side: browser origins allowed to connect (the `Origin` header of the WebSocket
+   * upgrade), e.g. `['https://app.example.org']`. A request with an `Origin` not listed is
+   * refused; requests without one (Node peers) are not affected. Default: none.
+   */
+  cors?: readonly string[] | undefined;
 }
 
 /** {@link SocketIoTransportOptions} with every default applied. */
 export interface ResolvedOptions {
-  readonly token: string | undefined;
   readonly maxFrameBytes: number;
-  readonly maxAttachments: number;
   readonly path: string;
-  readonly defaultRequestTimeoutMs: number;
-  readonly handshakeTimeoutMs: number;
-  readonly reconnection: boolean;
+  readonly connectTimeoutMs: number;
+  readonly cors: readonly string[];
   readonly logger: Logger;
   readonly metrics: Metrics;
-  /** `maxHttpBufferSize` / ws `maxPayload`: the largest single WebSocket message (one attachment, or the JSON part). */
+  /** `maxHttpBufferSize` / ws `maxPayload`: the largest single WebSocket message (one piece). */
   readonly maxWsMessageBytes: number;
 }
 
 /** Default {@link SocketIoTransportOptions.maxFrameBytes}: 256 MiB. */
 export const DEFAULT_MAX_FRAME_BYTES = 256 * 1024 * 1024;
-/** Default {@link SocketIoTransportOptions.maxAttachments}. */
-export const DEFAULT_MAX_ATTACHMENTS = 256;
-/** Default {@link SocketIoTransportOptions.defaultRequestTimeoutMs}. */
-export const DEFAULT_SOCKETIO_REQUEST_TIMEOUT_MS = 30_000;
-/** Default {@link SocketIoTransportOptions.handshakeTimeoutMs}. */
-export const DEFAULT_SOCKETIO_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** Default {@link SocketIoTransportOptions.connectTimeoutMs}. */
+export const DEFAULT_SOCKETIO_CONNECT_TIMEOUT_MS = 10_000;
 
-/** Room for the socket.io packet prefix and placeholders around the largest single message. */
-const WS_OVERHEAD_BYTES = 64 * 1024;
+/** Room for socket.io's packet framing around the largest piece. */
+const WS_OVERHEAD_BYTES = 1024;
 
 function invalid(message: string): DinferError {
   return new DinferError(DinferErrorCode.INVALID_ARGUMENT, `socketIoTransport: ${message}`);
@@ -84,34 +78,27 @@ function positiveMs(value: unknown, name: string, fallback: number): number {
 /** Validates `options` and applies defaults; bad values throw `DINFER_ERR_INVALID_ARGUMENT`. */
 export function resolveOptions(options: SocketIoTransportOptions = {}): ResolvedOptions {
   if (typeof options !== 'object' || options === null) throw invalid('options must be an object');
-  const { token, path, reconnection } = options;
-  if (token !== undefined && (typeof token !== 'string' || token.length === 0)) {
-    throw invalid('token must be a non-empty string when given');
-  }
+  const { path, cors } = options;
   if (path !== undefined && (typeof path !== 'string' || !path.startsWith('/'))) {
     throw invalid(`path must be a string starting with "/", got ${String(path)}`);
   }
-  if (reconnection !== undefined && typeof reconnection !== 'boolean')
-    throw invalid('reconnection must be a boolean');
-  const maxFrameBytes = positiveInt(options.maxFrameBytes, 'maxFrameBytes', DEFAULT_MAX_FRAME_BYTES);
+  if (
+    cors !== undefined &&
+    (!Array.isArray(cors) || !cors.every((o) => typeof o === 'string' && o.length > 0))
+  ) {
+    throw invalid('cors must be a list of origins, e.g. ["https://app.example.org"]');
+  }
   return {
-    token,
-    maxFrameBytes,
-    maxAttachments: positiveInt(options.maxAttachments, 'maxAttachments', DEFAULT_MAX_ATTACHMENTS),
+    maxFrameBytes: positiveInt(options.maxFrameBytes, 'maxFrameBytes', DEFAULT_MAX_FRAME_BYTES),
     path: path ?? '/socket.io',
-    defaultRequestTimeoutMs: positiveMs(
-      options.defaultRequestTimeoutMs,
-      'defaultRequestTimeoutMs',
-      DEFAULT_SOCKETIO_REQUEST_TIMEOUT_MS,
+    connectTimeoutMs: positiveMs(
+      options.connectTimeoutMs,
+      'connectTimeoutMs',
+      DEFAULT_SOCKETIO_CONNECT_TIMEOUT_MS,
     ),
-    handshakeTimeoutMs: positiveMs(
-      options.handshakeTimeoutMs,
-      'handshakeTimeoutMs',
-      DEFAULT_SOCKETIO_HANDSHAKE_TIMEOUT_MS,
-    ),
-    reconnection: reconnection ?? true,
+    cors: cors ?? [],
     logger: options.logger ?? silentLogger,
     metrics: options.metrics ?? noopMetrics,
-    maxWsMessageBytes: maxFrameBytes + WS_OVERHEAD_BYTES,
+    maxWsMessageBytes: SOCKETIO_PIECE_BYTES + WS_OVERHEAD_BYTES,
   };
 }

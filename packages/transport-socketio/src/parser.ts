@@ -1,6 +1,6 @@
 /**
- * The socket.io packet parser both ends use: the stock one, with the decoder's attachment
- * limit raised from socket.io's default of 10 to the transport's `maxAttachments`.
+ * The socket.io packet parser both ends use: the stock one, with the decoder accepting at
+ * most one binary part per packet (every event of this transport carries exactly one).
  *
  * @module
  */
@@ -12,7 +12,7 @@ export interface SocketIoParser {
   readonly Decoder: typeof Decoder;
 }
 
-/** Builds a parser whose decoder accepts packets with up to `maxAttachments` binary parts. */
+/** Builds a parser whose decoder accepts packets with at most `maxAttachments` binary parts. */
 export function createParser(maxAttachments: number): SocketIoParser {
   class LimitedDecoder extends Decoder {
     constructor() {

@@ -1,9 +1,19 @@
-import { type Connection, DinferErrorCode, type Listener, PROTOCOL_VERSION } from '@dinfer/core';
+import {
+  type Connection,
+  DinferErrorCode,
+  dialConnection,
+  type Envelope,
+  FrameDecoder,
+  type Listener,
+  type ListenForConnectionsOptions,
+  listenForConnections,
+  PROTOCOL_VERSION,
+} from '@dinfer/core';
 import { Server } from 'socket.io';
 import { io } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { socketIoTransport } from '../src/index.js';
-import { disconnected, next, rawClient, recordingLogger } from './helpers.js';
+import { frameBytes, next, RawPeer, recordingLogger } from './helpers.js';
 
 describe('socketIoTransport: authentication', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -11,14 +21,17 @@ describe('socketIoTransport: authentication', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
   });
 
-  async function listen(options: Parameters<typeof socketIoTransport>[0] = {}): Promise<{
+  async function listen(options: Partial<ListenForConnectionsOptions> = {}): Promise<{
     listener: Listener;
     accepted: Connection[];
   }> {
     const accepted: Connection[] = [];
-    const listener = await socketIoTransport(options).listen('127.0.0.1:0', (c) => {
-      accepted.push(c);
-      c.onRequest(async () => ({ header: { type: 'pong' }, attachments: [] }));
+    const listener = await listenForConnections(socketIoTransport(), '127.0.0.1:0', {
+      ...options,
+      onConnection: (c) => {
+        accepted.push(c);
+        c.onRequest(async () => ({ header: { type: 'pong' }, attachments: [] }));
+      },
     });
     cleanups.push(() => listener.close());
     return { listener, accepted };
@@ -26,15 +39,17 @@ describe('socketIoTransport: authentication', () => {
 
   it('connects with the right token and refuses a wrong or missing one', async () => {
     const { listener, accepted } = await listen({ token: 'cluster-token' });
-    const good = await socketIoTransport({ token: 'cluster-token' }).dial(listener.address);
+    const good = await dialConnection(socketIoTransport(), listener.address, { token: 'cluster-token' });
     cleanups.push(() => good.close());
     expect((await good.request({ header: { type: 'ping' }, attachments: [] })).header.type).toBe('pong');
     expect(accepted).toHaveLength(1);
 
-    await expect(socketIoTransport({ token: 'wrong' }).dial(listener.address)).rejects.toMatchObject({
+    await expect(
+      dialConnection(socketIoTransport(), listener.address, { token: 'wrong' }),
+    ).rejects.toMatchObject({
       code: DinferErrorCode.AUTH_FAILED,
     });
-    await expect(socketIoTransport().dial(listener.address)).rejects.toMatchObject({
+    await expect(dialConnection(socketIoTransport(), listener.address)).rejects.toMatchObject({
       code: DinferErrorCode.AUTH_FAILED,
     });
     expect(accepted).toHaveLength(1);
@@ -42,7 +57,9 @@ describe('socketIoTransport: authentication', () => {
 
   it('authenticates the listener too: a dialer with a token refuses a listener without it', async () => {
     const { listener } = await listen();
-    await expect(socketIoTransport({ token: 'cluster-token' }).dial(listener.address)).rejects.toMatchObject({
+    await expect(
+      dialConnection(socketIoTransport(), listener.address, { token: 'cluster-token' }),
+    ).rejects.toMatchObject({
       code: DinferErrorCode.AUTH_FAILED,
       message: expect.stringContaining('could not prove'),
     });
@@ -52,24 +69,32 @@ describe('socketIoTransport: authentication', () => {
     // A fake listener that records what the dialer sends.
     const server = new Server({ transports: ['websocket'] });
     const seen: unknown[] = [];
+    const decoded: Envelope[] = [];
+    const raw: Buffer[] = [];
     server.on('connection', (socket) => {
       seen.push(socket.handshake.auth);
-      socket.onAny((_event, ...args) => seen.push(args));
-      socket.emit('dinfer:hello', { type: 'hello', protocol: PROTOCOL_VERSION, nonce: 'abc' });
+      const decoder = new FrameDecoder();
+      socket.onAny((_event, piece: Buffer) => {
+        raw.push(piece);
+        decoded.push(...decoder.push(new Uint8Array(piece)));
+      });
+      socket.emit('dinfer:frame', frameBytes({ type: 'hello', protocol: PROTOCOL_VERSION, nonce: 'abc' }));
     });
     server.listen(0);
     cleanups.push(() => server.close());
     await new Promise((resolve) => setTimeout(resolve, 20));
     const port = (server as unknown as { httpServer: { address(): { port: number } } }).httpServer.address()
       .port;
-    const dial = socketIoTransport({ token: 'very-secret-token', handshakeTimeoutMs: 300 }).dial(
-      `127.0.0.1:${port}`,
-    );
+    const dial = dialConnection(socketIoTransport(), `127.0.0.1:${port}`, {
+      token: 'very-secret-token',
+      handshakeTimeoutMs: 300,
+    });
     await expect(dial).rejects.toMatchObject({ code: DinferErrorCode.TIMEOUT });
-    expect(seen.length).toBeGreaterThanOrEqual(2);
     expect(seen[0]).toEqual({ protocol: PROTOCOL_VERSION });
-    expect(JSON.stringify(seen)).not.toContain('very-secret-token');
-    expect(JSON.stringify(seen[1])).toContain('"proof"');
+    expect(decoded.map((e) => e.header.type)).toEqual(['auth']);
+    expect(JSON.stringify(decoded[0]?.header)).toContain('"proof"');
+    expect(JSON.stringify(decoded)).not.toContain('very-secret-token');
+    expect(Buffer.concat(raw).toString('latin1')).not.toContain('very-secret-token');
   });
 
   it('refuses a protocol version mismatch in the socket.io middleware with a clear error', async () => {
@@ -90,13 +115,13 @@ describe('socketIoTransport: authentication', () => {
   it('disconnects a socket that sends anything before the handshake completes', async () => {
     const logger = recordingLogger();
     const { listener, accepted } = await listen({ logger });
-    const socket = await rawClient(listener.address, { token: null });
-    const rejected = next(socket, 'dinfer:reject');
-    const gone = disconnected(socket);
-    socket.emit('dinfer:msg', { type: 'sneaky' }, []);
-    expect((await rejected)[0]).toMatchObject({
+    const peer = await RawPeer.connect(listener.address, { token: null });
+    expect((await peer.next()).header.type).toBe('hello');
+    const gone = peer.disconnected();
+    peer.send({ type: 'rpc', kind: 'message', body: { type: 'sneaky' } });
+    expect((await peer.next()).header).toMatchObject({
       type: 'reject',
-      reason: expect.stringContaining('before the handshake'),
+      reason: expect.stringContaining('expected an auth message before anything else'),
     });
     await gone;
     expect(accepted).toHaveLength(0);
@@ -104,18 +129,55 @@ describe('socketIoTransport: authentication', () => {
       logger.entries.some((e) => e.level === 'warn' && e.context.code === DinferErrorCode.AUTH_FAILED),
     ).toBe(true);
     // The listener keeps serving.
-    const ok = await socketIoTransport().dial(listener.address);
+    const ok = await dialConnection(socketIoTransport(), listener.address);
     cleanups.push(() => ok.close());
     expect((await ok.request({ header: { type: 'ping' }, attachments: [] })).header.type).toBe('pong');
   });
 
   it('drops a socket that never answers the challenge after handshakeTimeoutMs', async () => {
     const { listener } = await listen({ handshakeTimeoutMs: 150 });
-    const socket = await rawClient(listener.address, { token: null });
-    const rejected = next(socket, 'dinfer:reject');
+    const peer = await RawPeer.connect(listener.address, { token: null });
     const started = Date.now();
-    expect((await rejected)[0]).toMatchObject({ reason: expect.stringContaining(DinferErrorCode.TIMEOUT) });
+    expect((await peer.next()).header.type).toBe('hello');
+    const gone = peer.disconnected();
+    expect((await peer.next()).header).toMatchObject({
+      reason: expect.stringContaining(DinferErrorCode.TIMEOUT),
+    });
     expect(Date.now() - started).toBeLessThan(2000);
-    await disconnected(socket);
+    await gone;
+  });
+
+  it('admits browsers only from the origins in cors', async () => {
+    const transport = socketIoTransport({ cors: ['https://app.example.org'] });
+    const listener = await listenForConnections(transport, '127.0.0.1:0', { onConnection: () => {} });
+    cleanups.push(() => listener.close());
+    const connect = (origin: string | undefined) => {
+      const socket = io(`http://${listener.address}`, {
+        transports: ['websocket'],
+        forceNew: true,
+        reconnection: false,
+        auth: { protocol: PROTOCOL_VERSION },
+        ...(origin === undefined ? {} : { extraHeaders: { origin } }),
+      });
+      return new Promise<'connected' | 'refused'>((resolve) => {
+        socket.once('connect', () => resolve('connected'));
+        socket.once('connect_error', () => resolve('refused'));
+      }).finally(() => socket.disconnect());
+    };
+    expect(await connect('https://app.example.org')).toBe('connected');
+    expect(await connect('https://evil.example.org')).toBe('refused');
+    expect(await connect(undefined)).toBe('connected');
+    // Without cors, no browser origin is admitted.
+    const closed = await listenForConnections(socketIoTransport(), '127.0.0.1:0', { onConnection: () => {} });
+    cleanups.push(() => closed.close());
+    const socket = io(`http://${closed.address}`, {
+      transports: ['websocket'],
+      forceNew: true,
+      reconnection: false,
+      auth: { protocol: PROTOCOL_VERSION },
+      extraHeaders: { origin: 'https://app.example.org' },
+    });
+    expect((await next(socket, 'connect_error')).length).toBe(1);
+    socket.disconnect();
   });
 });

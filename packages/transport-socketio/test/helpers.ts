@@ -1,8 +1,16 @@
 /**
  * Test helpers: a recording logger, and raw socket.io clients that speak (or break) the
- * dinfer protocol by hand, to play a misbehaving peer.
+ * dinfer wire by hand (core's frames in `dinfer:frame` pieces), to play a misbehaving peer.
  */
-import { DialerHandshake, type Logger, PROTOCOL_VERSION } from '@dinfer/core';
+import {
+  DialerHandshake,
+  type Envelope,
+  encodeFrame,
+  type Logger,
+  type MessageHeader,
+  PROTOCOL_VERSION,
+} from '@dinfer/core';
+import { FrameInbox } from '@dinfer/core/testing';
 import { io, type Socket } from 'socket.io-client';
 
 /** One recorded log call. */
@@ -23,7 +31,12 @@ export function recordingLogger(): Logger & { entries: LogEntry[] } {
   return { entries, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
 
-/** Options for {@link rawClient}. */
+/** One frame of core's codec as a single buffer. */
+export function frameBytes(header: MessageHeader, attachments: Uint8Array[] = []): Buffer {
+  return Buffer.concat(encodeFrame({ header, attachments }, { maxFrameBytes: 0xffff_ffff }));
+}
+
+/** Options for {@link RawPeer.connect}. */
 export interface RawClientOptions {
   /** Protocol version put in the socket.io auth payload. Default: the real one. */
   protocol?: number;
@@ -31,57 +44,66 @@ export interface RawClientOptions {
   token?: string | null | undefined;
 }
 
+/** A bare socket.io-client that reads and writes dinfer frames by hand. */
+export class RawPeer {
+  readonly socket: Socket;
+  readonly #inbox = new FrameInbox();
+
+  private constructor(socket: Socket) {
+    this.socket = socket;
+    socket.on('dinfer:frame', (piece: Buffer) => this.#inbox.push(new Uint8Array(piece)));
+  }
+
+  /** Connects, optionally completing the dinfer handshake by hand. */
+  static async connect(address: string, options: RawClientOptions = {}): Promise<RawPeer> {
+    const socket = io(`http://${address}`, {
+      transports: ['websocket'],
+      forceNew: true,
+      reconnection: false,
+      auth: { protocol: options.protocol ?? PROTOCOL_VERSION },
+    });
+    const peer = new RawPeer(socket);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', reject);
+    });
+    if (options.token === null) return peer;
+    const handshake = new DialerHandshake(options.token ?? undefined);
+    const hello = await peer.next();
+    peer.send((await handshake.answer(hello.header)) as unknown as MessageHeader);
+    await handshake.confirm((await peer.next()).header);
+    return peer;
+  }
+
+  /** Sends one frame in one piece. */
+  send(header: MessageHeader, attachments: Uint8Array[] = []): void {
+    this.socket.emit('dinfer:frame', frameBytes(header, attachments));
+  }
+
+  /** The next decoded envelope. */
+  next(timeoutMs = 5000): Promise<Envelope> {
+    return this.#inbox.next(timeoutMs);
+  }
+
+  /** Resolves with the disconnect reason once the socket disconnects. */
+  disconnected(): Promise<string> {
+    return disconnected(this.socket);
+  }
+
+  close(): void {
+    this.socket.disconnect();
+  }
+}
+
 /** Resolves with the next emission of `event` on `socket`. */
 export function next(socket: Socket, event: string): Promise<unknown[]> {
   return new Promise((resolve) => socket.once(event, (...args: unknown[]) => resolve(args)));
-}
-
-/** Connects a bare socket.io-client, optionally completing the dinfer handshake by hand. */
-export async function rawClient(address: string, options: RawClientOptions = {}): Promise<Socket> {
-  const socket = io(`http://${address}`, {
-    transports: ['websocket'],
-    forceNew: true,
-    reconnection: false,
-    auth: { protocol: options.protocol ?? PROTOCOL_VERSION },
-  });
-  const hello = next(socket, 'dinfer:hello');
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', reject);
-  });
-  if (options.token === null) return socket;
-  const handshake = new DialerHandshake(options.token ?? undefined);
-  const [helloMessage] = await hello;
-  const welcome = next(socket, 'dinfer:welcome');
-  socket.emit('dinfer:auth', handshake.answer(helloMessage));
-  const [welcomeMessage] = await welcome;
-  handshake.confirm(welcomeMessage);
-  return socket;
 }
 
 /** Resolves with the disconnect reason once `socket` disconnects. */
 export function disconnected(socket: Socket): Promise<string> {
   if (socket.disconnected && !socket.active) return Promise.resolve('already disconnected');
   return new Promise((resolve) => socket.once('disconnect', (reason: string) => resolve(reason)));
-}
-
-/**
- * Sends garbage the way a broken or hostile peer would, after authenticating: a malformed
- * message (`malformed`) or an attachment above `maxFrameBytes` (`oversize`). Resolves once
- * the listener has dropped the socket.
- */
-export async function sendRawGarbage(
-  address: string,
-  kind: 'malformed' | 'oversize',
-  maxFrameBytes: number,
-): Promise<string> {
-  const socket = await rawClient(address);
-  const gone = disconnected(socket);
-  if (kind === 'malformed') socket.emit('dinfer:msg', 'not-an-object', [1, 2, 3]);
-  else socket.emit('dinfer:msg', { type: 'big' }, [Buffer.alloc(maxFrameBytes + 1024)]);
-  const reason = await gone;
-  socket.disconnect();
-  return reason;
 }
 
 /** A deterministic pseudo-random byte pattern (independent of the transport). */

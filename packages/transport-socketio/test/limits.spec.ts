@@ -1,9 +1,29 @@
-import { type Connection, DinferErrorCode, type Listener } from '@dinfer/core';
+import {
+  type Connection,
+  DinferErrorCode,
+  dialConnection,
+  FRAME_MAGIC,
+  type Listener,
+  listenForConnections,
+} from '@dinfer/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { socketIoTransport } from '../src/index.js';
-import { disconnected, eventually, rawClient, recordingLogger, sendRawGarbage } from './helpers.js';
+import { SOCKETIO_PIECE_BYTES, socketIoTransport } from '../src/index.js';
+import { eventually, frameBytes, RawPeer, recordingLogger } from './helpers.js';
 
 const MAX = 256 * 1024;
+
+/** A frame whose JSON header is `json`, built by hand (the encoder refuses non-object headers). */
+function frameWithHeader(json: string): Buffer {
+  const header = Buffer.from(json);
+  const body = Buffer.alloc(9 + header.byteLength);
+  body[0] = FRAME_MAGIC;
+  body.writeUInt32BE(header.byteLength, 1);
+  body.writeUInt32BE(0, 5);
+  header.copy(body, 9);
+  const prefix = Buffer.alloc(4);
+  prefix.writeUInt32BE(body.byteLength, 0);
+  return Buffer.concat([prefix, body]);
+}
 
 describe('socketIoTransport: hostile input', () => {
   const cleanups: Array<() => Promise<unknown>> = [];
@@ -20,13 +40,16 @@ describe('socketIoTransport: hostile input', () => {
     const logger = recordingLogger();
     const transport = socketIoTransport({ maxFrameBytes: MAX, logger });
     const accepted: Connection[] = [];
-    const listener = await transport.listen('127.0.0.1:0', (c) => {
-      accepted.push(c);
-      c.onRequest(async (request) => ({ header: { type: 'echo' }, attachments: request.attachments }));
-      c.onMessage(() => {});
+    const listener = await listenForConnections(transport, '127.0.0.1:0', {
+      logger,
+      onConnection: (c) => {
+        accepted.push(c);
+        c.onRequest(async (request) => ({ header: { type: 'echo' }, attachments: request.attachments }));
+        c.onMessage(() => {});
+      },
     });
     cleanups.push(() => listener.close());
-    const healthy = await transport.dial(listener.address);
+    const healthy = await dialConnection(transport, listener.address);
     cleanups.push(() => healthy.close());
     return { listener, logger, healthy, accepted };
   }
@@ -36,20 +59,25 @@ describe('socketIoTransport: hostile input', () => {
     expect(reply.attachments[0]?.byteLength).toBe(MAX / 2);
   }
 
-  it('drops a peer sending one attachment above maxFrameBytes, keeps serving the others', async () => {
+  it('drops a peer sending one WebSocket message above a piece, keeps serving the others', async () => {
     const { listener, healthy } = await setup();
-    const reason = await sendRawGarbage(listener.address, 'oversize', MAX + 64 * 1024);
-    expect(reason).toBe('transport close');
+    const peer = await RawPeer.connect(listener.address);
+    const gone = peer.disconnected();
+    peer.socket.emit('dinfer:frame', Buffer.alloc(SOCKETIO_PIECE_BYTES + 64 * 1024));
+    expect(await gone).toBe('transport close');
     await stillServes(healthy);
   });
 
   it('drops a peer whose attachments add up above maxFrameBytes, with a typed error logged', async () => {
     const { listener, logger, healthy, accepted } = await setup();
-    const socket = await rawClient(listener.address);
+    const peer = await RawPeer.connect(listener.address);
     await eventually(() => accepted.length === 2);
     const victim = accepted[1] as Connection;
-    const gone = disconnected(socket);
-    socket.emit('dinfer:msg', { type: 'split' }, [Buffer.alloc(MAX / 2 + 10), Buffer.alloc(MAX / 2 + 10)]);
+    const gone = peer.disconnected();
+    peer.send({ type: 'rpc', kind: 'message', body: { type: 'split' } }, [
+      Buffer.alloc(MAX / 2 + 10),
+      Buffer.alloc(MAX / 2 + 10),
+    ]);
     expect(await gone).toBe('io server disconnect');
     const error = await victim.closed;
     expect(error?.code).toBe(DinferErrorCode.FRAME_TOO_LARGE);
@@ -60,21 +88,34 @@ describe('socketIoTransport: hostile input', () => {
   });
 
   it.each([
-    ['header not an object', ['dinfer:msg', 'nope', []]],
-    ['header without type', ['dinfer:msg', { kind: 1 }, []]],
-    ['attachments as a JSON number array', ['dinfer:msg', { type: 't' }, [1, 2, 3]]],
-    ['a Buffer smuggled into the header', ['dinfer:msg', { type: 't', x: Buffer.alloc(4) }, []]],
-    ['a forbidden header key', ['dinfer:msg', JSON.parse('{"type":"t","__proto__":{"a":1}}'), []]],
-    ['a request without an ack', ['dinfer:req', 1, { type: 't' }, []]],
-    ['a request with a bad id', ['dinfer:req', -1, { type: 't' }, [], () => {}]],
+    ['a header that is not an object', ['dinfer:frame', frameWithHeader('"nope"')]],
+    ['a header without type', ['dinfer:frame', frameWithHeader('{"kind":1}')]],
+    ['a piece sent as a JSON number array', ['dinfer:frame', [1, 2, 3]]],
+    ['an event with a binary and a text part', ['dinfer:frame', Buffer.alloc(4), 'extra']],
+    [
+      'a forbidden header key',
+      [
+        'dinfer:frame',
+        frameWithHeader('{"type":"rpc","kind":"message","body":{"type":"t","__proto__":{"a":1}}}'),
+      ],
+    ],
+    ['a request without a body', ['dinfer:frame', frameBytes({ type: 'rpc', kind: 'request', id: 1 })]],
+    [
+      'a request with a bad id',
+      ['dinfer:frame', frameBytes({ type: 'rpc', kind: 'request', id: -1, body: { type: 't' } })],
+    ],
+    [
+      'bytes that are not a frame',
+      ['dinfer:frame', Buffer.from([0, 0, 0, 12, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9])],
+    ],
     ['an unknown event', ['dinfer:whatever', 1]],
   ])('drops a peer sending %s (PROTOCOL), keeps serving the others', async (_name, args) => {
     const { listener, logger, healthy, accepted } = await setup();
-    const socket = await rawClient(listener.address);
+    const peer = await RawPeer.connect(listener.address);
     await eventually(() => accepted.length === 2);
-    const gone = disconnected(socket);
+    const gone = peer.disconnected();
     const [event, ...rest] = args as [string, ...unknown[]];
-    socket.emit(event, ...rest);
+    peer.socket.emit(event, ...rest);
     expect(await gone).toBe('io server disconnect');
     expect((await (accepted[1] as Connection).closed)?.code).toBe(DinferErrorCode.PROTOCOL);
     expect(
@@ -83,15 +124,24 @@ describe('socketIoTransport: hostile input', () => {
     await stillServes(healthy);
   });
 
-  it('answers a well-formed raw request through the ack', async () => {
+  it('drops a peer sending an event with more than one binary part at the socket.io layer', async () => {
+    const { listener, healthy, accepted } = await setup();
+    const peer = await RawPeer.connect(listener.address);
+    await eventually(() => accepted.length === 2);
+    const gone = peer.disconnected();
+    peer.socket.emit('dinfer:frame', Buffer.alloc(4), Buffer.alloc(4));
+    expect(await gone).toBe('transport close');
+    expect((await (accepted[1] as Connection).closed)?.code).toBe(DinferErrorCode.TRANSPORT_CLOSED);
+    await stillServes(healthy);
+  });
+
+  it('answers a well-formed raw request frame', async () => {
     const { listener } = await setup();
-    const socket = await rawClient(listener.address);
-    cleanups.push(async () => socket.disconnect());
-    const reply = await new Promise<unknown>((resolve) =>
-      socket.emit('dinfer:req', 1, { type: 'raw' }, [Buffer.from([1, 2, 3])], resolve),
-    );
-    expect(reply).toMatchObject({ header: { type: 'echo' } });
-    const attachments = (reply as { attachments: Uint8Array[] }).attachments;
-    expect(Array.from(attachments[0] as Uint8Array)).toEqual([1, 2, 3]);
+    const peer = await RawPeer.connect(listener.address);
+    cleanups.push(async () => peer.close());
+    peer.send({ type: 'rpc', kind: 'request', id: 1, body: { type: 'raw' } }, [Buffer.from([1, 2, 3])]);
+    const reply = await peer.next();
+    expect(reply.header).toMatchObject({ type: 'rpc', kind: 'response', id: 1, body: { type: 'echo' } });
+    expect(Array.from(reply.attachments[0] as Uint8Array)).toEqual([1, 2, 3]);
   });
 });

@@ -1,4 +1,10 @@
-import { type Connection, DinferErrorCode, type Listener } from '@dinfer/core';
+import {
+  type Connection,
+  DinferErrorCode,
+  dialConnection,
+  type Listener,
+  listenForConnections,
+} from '@dinfer/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { socketIoTransport } from '../src/index.js';
 import { eventually } from './helpers.js';
@@ -10,7 +16,9 @@ describe('socketIoTransport: reconnection', () => {
   });
 
   it('redials after the listener restarts on the same port and authenticates again', async () => {
-    const transport = socketIoTransport({ token: 't0k3n' });
+    const transport = socketIoTransport();
+    const listen = (address: string) =>
+      listenForConnections(transport, address, { token: 't0k3n', onConnection });
     let generation = 0;
     const handlerSignals: AbortSignal[] = [];
     const onConnection = (connection: Connection): void => {
@@ -26,9 +34,12 @@ describe('socketIoTransport: reconnection', () => {
         });
       });
     };
-    let listener: Listener = await transport.listen('127.0.0.1:0', onConnection);
+    let listener: Listener = await listen('127.0.0.1:0');
     const address = listener.address;
-    const client = await transport.dial(address);
+    const client = await dialConnection(transport, address, {
+      token: 't0k3n',
+      reconnect: { initialDelayMs: 50, maxDelayMs: 500 },
+    });
     cleanups.push(() => client.close());
     expect((await client.request({ header: { type: 'ping' }, attachments: [] })).header).toEqual({
       type: 'pong',
@@ -43,7 +54,7 @@ describe('socketIoTransport: reconnection', () => {
     expect(client.isOpen).toBe(true);
 
     generation = 1;
-    listener = await transport.listen(address, onConnection);
+    listener = await listen(address);
     cleanups.push(() => listener.close());
     // Issued while the link is still down: waits for the re-authenticated link.
     const reply = await client.request(
@@ -54,11 +65,10 @@ describe('socketIoTransport: reconnection', () => {
     expect(Array.from(reply.attachments[0] as Uint8Array)).toEqual([9]);
   });
 
-  it('with reconnection off, a lost listener closes the dialed connection', async () => {
-    const transport = socketIoTransport({ reconnection: false });
-    expect(transport.capabilities.reconnects).toBe(false);
-    const listener = await transport.listen('127.0.0.1:0', () => {});
-    const client = await transport.dial(listener.address);
+  it('without reconnect, a lost listener closes the dialed connection', async () => {
+    const transport = socketIoTransport();
+    const listener = await listenForConnections(transport, '127.0.0.1:0', { onConnection: () => {} });
+    const client = await dialConnection(transport, listener.address);
     await listener.close();
     const error = await client.closed;
     expect(error?.code).toBe(DinferErrorCode.TRANSPORT_CLOSED);
@@ -70,6 +80,8 @@ describe('socketIoTransport: reconnection', () => {
     const listener = await transport.listen('127.0.0.1:0', () => {});
     const address = listener.address;
     await listener.close();
-    await expect(transport.dial(address)).rejects.toMatchObject({ code: DinferErrorCode.TRANSPORT_CONNECT });
+    await expect(dialConnection(transport, address)).rejects.toMatchObject({
+      code: DinferErrorCode.TRANSPORT_CONNECT,
+    });
   });
 });

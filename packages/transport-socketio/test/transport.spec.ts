@@ -3,10 +3,12 @@ import {
   type Connection,
   DinferError,
   DinferErrorCode,
+  dialConnection,
   type Envelope,
   isDinferError,
   isTransport,
   type Listener,
+  listenForConnections,
 } from '@dinfer/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { socketIoTransport } from '../src/index.js';
@@ -23,30 +25,34 @@ describe('socketIoTransport: requests and messages', () => {
   async function pair(
     options: Parameters<typeof socketIoTransport>[0] = {},
   ): Promise<{ client: Connection; server: Connection; listener: Listener }> {
-    const transport = socketIoTransport({ token: 'secret', ...options });
+    const transport = socketIoTransport(options);
     let accept!: (connection: Connection) => void;
     const accepted = new Promise<Connection>((resolve) => {
       accept = resolve;
     });
-    const listener = await transport.listen('127.0.0.1:0', accept);
+    const listener = await listenForConnections(transport, '127.0.0.1:0', {
+      token: 'secret',
+      onConnection: accept,
+    });
     cleanups.push(() => listener.close());
-    const client = await transport.dial(listener.address);
+    const client = await dialConnection(transport, listener.address, { token: 'secret' });
     cleanups.push(() => client.close());
     return { client, server: await accepted, listener };
   }
 
   it('is a branded Transport with declared capabilities', () => {
-    const transport = socketIoTransport({ maxFrameBytes: 1234, reconnection: false });
+    const transport = socketIoTransport({ maxFrameBytes: 1234 });
     expect(isTransport(transport)).toBe(true);
     expect(transport.name).toBe('socketio');
-    expect(transport.capabilities).toEqual({ reconnects: false, maxFrameBytes: 1234 });
-    expect(socketIoTransport().capabilities).toEqual({ reconnects: true, maxFrameBytes: 256 * 1024 * 1024 });
+    expect(transport.capabilities).toEqual({ maxFrameBytes: 1234 });
+    expect(socketIoTransport().capabilities).toEqual({ maxFrameBytes: 256 * 1024 * 1024 });
   });
 
   it('rejects bad options and addresses with INVALID_ARGUMENT', async () => {
     expect(() => socketIoTransport({ maxFrameBytes: -1 })).toThrow(DinferError);
     expect(() => socketIoTransport({ path: 'no-slash' })).toThrow(/path/);
-    expect(() => socketIoTransport({ token: '' })).toThrow(/token/);
+    expect(() => socketIoTransport({ cors: ['' as string] })).toThrow(/cors/);
+    await expect(dialConnection(socketIoTransport(), '127.0.0.1:1', { token: '' })).rejects.toThrow(/token/);
     const transport = socketIoTransport();
     await expect(transport.listen('nope', () => {})).rejects.toMatchObject({
       code: DinferErrorCode.INVALID_ARGUMENT,
@@ -250,7 +256,7 @@ describe('socketIoTransport: requests and messages', () => {
   });
 
   it('listener.close() closes accepted connections', async () => {
-    const { server, listener } = await pair({ reconnection: false });
+    const { server, listener } = await pair();
     await listener.close();
     expect(await server.closed).toBeUndefined();
     expect(server.isOpen).toBe(false);

@@ -1,22 +1,15 @@
 /**
- * Opens one authenticated connection: TCP (or TLS) connect with a timeout, socket tuning,
- * the cluster-token handshake, then core's channel connection on top.
+ * Opens one raw channel: TCP (or TLS) connect with a timeout, socket tuning, and the frame
+ * channel on top. Core's upgrader authenticates it.
  *
  * @module
  */
 import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import {
-  authenticateDialerSide,
-  type Connection,
-  createChannelConnection,
-  DinferError,
-  DinferErrorCode,
-  isDinferError,
-} from '@dinfer/core';
+import { DinferError, DinferErrorCode, PRE_AUTH_MAX_FRAME_BYTES } from '@dinfer/core';
 import type { TcpAddress } from './address.js';
-import { HANDSHAKE_MAX_FRAME_BYTES, type ResolvedTcpOptions } from './options.js';
-import { socketChannel } from './socket-channel.js';
+import type { ResolvedTcpOptions } from './options.js';
+import { type SocketChannel, socketChannel } from './socket-channel.js';
 
 /** Applies the per-socket settings every tcpTransport socket gets. */
 export function tuneSocket(socket: Socket, options: ResolvedTcpOptions): void {
@@ -93,46 +86,23 @@ function connectSocket(
 }
 
 /**
- * Dials `address` and resolves with an authenticated {@link Connection}.
+ * Dials `address` and resolves with a raw {@link SocketChannel} that accepts frames of at
+ * most 64 KiB until the upgrader raises its limit.
  *
- * @throws DinferError `TRANSPORT_CONNECT` (refused, unreachable, TLS verification, timeout),
- *   `AUTH_FAILED`, `PROTOCOL_VERSION`, `PROTOCOL`, `TIMEOUT` (handshake) or `ABORTED`.
+ * @throws DinferError `TRANSPORT_CONNECT` (refused, unreachable, TLS verification, timeout) or `ABORTED`.
  */
-export async function dialConnection(
+export async function dialChannel(
   address: TcpAddress,
   text: string,
   options: ResolvedTcpOptions,
   signal?: AbortSignal,
-): Promise<Connection> {
+): Promise<SocketChannel> {
   const socket = await connectSocket(address, text, options, signal);
   tuneSocket(socket, options);
-  const channel = socketChannel(socket, {
+  return socketChannel(socket, {
     maxFrameBytes: options.maxFrameBytes,
-    incomingMaxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES,
+    incomingMaxFrameBytes: PRE_AUTH_MAX_FRAME_BYTES,
     remoteAddress: text,
-    logger: options.logger,
-    metrics: options.metrics,
-  });
-  let authenticated: Awaited<ReturnType<typeof authenticateDialerSide>>;
-  try {
-    authenticated = await authenticateDialerSide(channel, options.token, {
-      timeoutMs: options.handshakeTimeoutMs,
-      ...(signal === undefined ? {} : { signal }),
-    });
-  } catch (error) {
-    channel.close();
-    socket.destroy();
-    throw isDinferError(error)
-      ? error
-      : new DinferError(DinferErrorCode.TRANSPORT_CONNECT, `handshake with ${text} failed`, { cause: error });
-  }
-  channel.setMaxIncomingFrameBytes(options.maxFrameBytes);
-  options.metrics.increment('dinfer_transport_connections_opened_total', {
-    transport: 'tcp',
-    side: 'dialer',
-  });
-  return createChannelConnection(authenticated, {
-    defaultTimeoutMs: options.defaultRequestTimeoutMs,
     logger: options.logger,
     metrics: options.metrics,
   });

@@ -1,22 +1,21 @@
 /**
- * The accepting side: a `net` (or `tls`) server whose sockets must authenticate within the
- * handshake timeout, with a small frame limit until they do.
+ * The accepting side: a `net` (or `tls`) server handing every socket out as a raw frame
+ * channel, with a small frame limit until core's upgrader has authenticated the peer.
  *
  * @module
  */
 import { type AddressInfo, createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import {
-  authenticateListenerSide,
-  type Connection,
-  createChannelConnection,
   DinferError,
   DinferErrorCode,
+  type FrameChannel,
   type Listener,
+  PRE_AUTH_MAX_FRAME_BYTES,
 } from '@dinfer/core';
 import { formatTcpAddress, type TcpAddress } from './address.js';
 import { tuneSocket } from './dial.js';
-import { HANDSHAKE_MAX_FRAME_BYTES, type ResolvedTcpOptions } from './options.js';
+import type { ResolvedTcpOptions } from './options.js';
 import { type SocketChannel, socketChannel } from './socket-channel.js';
 
 const LABELS = { transport: 'tcp' };
@@ -25,7 +24,7 @@ const LABELS = { transport: 'tcp' };
 const CLOSE_GRACE_MS = 2000;
 
 /**
- * Starts listening on `address`; every connection that authenticates goes to `onConnection`.
+ * Starts listening on `address`; every accepted socket goes to `onChannel` as a channel.
  *
  * @throws DinferError `TRANSPORT_CONNECT` when the address cannot be bound,
  *   `INVALID_ARGUMENT` when TLS is configured without key and certificate, `ABORTED`.
@@ -33,27 +32,26 @@ const CLOSE_GRACE_MS = 2000;
 export async function startListener(
   address: TcpAddress,
   options: ResolvedTcpOptions,
-  onConnection: (connection: Connection) => void,
+  onChannel: (channel: FrameChannel) => void,
   signal?: AbortSignal,
 ): Promise<Listener> {
-  const listener = new TcpListener(options, onConnection);
+  const listener = new TcpListener(options, onChannel);
   await listener.start(address, signal);
   return listener;
 }
 
 class TcpListener implements Listener {
   readonly #options: ResolvedTcpOptions;
-  readonly #onConnection: (connection: Connection) => void;
+  readonly #onChannel: (channel: FrameChannel) => void;
   readonly #server: Server;
-  readonly #pending = new Set<SocketChannel>();
-  readonly #connections = new Set<Connection>();
+  readonly #channels = new Set<SocketChannel>();
   readonly #sockets = new Set<Socket>();
   #address = '';
   #closing: Promise<void> | undefined;
 
-  constructor(options: ResolvedTcpOptions, onConnection: (connection: Connection) => void) {
+  constructor(options: ResolvedTcpOptions, onChannel: (channel: FrameChannel) => void) {
     this.#options = options;
-    this.#onConnection = onConnection;
+    this.#onChannel = onChannel;
     const tls = options.tls;
     if (tls === undefined) {
       this.#server = createNetServer((socket) => this.#accept(socket));
@@ -69,7 +67,7 @@ class TcpListener implements Listener {
           key: tls.key,
           cert: tls.cert,
           ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-          handshakeTimeout: options.handshakeTimeoutMs,
+          handshakeTimeout: options.connectTimeoutMs,
         },
         (socket) => this.#accept(socket),
       );
@@ -140,52 +138,18 @@ class TcpListener implements Listener {
     tuneSocket(socket, options);
     const channel = socketChannel(socket, {
       maxFrameBytes: options.maxFrameBytes,
-      incomingMaxFrameBytes: HANDSHAKE_MAX_FRAME_BYTES,
+      incomingMaxFrameBytes: PRE_AUTH_MAX_FRAME_BYTES,
       logger: options.logger,
       metrics: options.metrics,
     });
-    this.#pending.add(channel);
-    authenticateListenerSide(channel, options.token, { timeoutMs: options.handshakeTimeoutMs }).then(
-      (authenticated) => {
-        this.#pending.delete(channel);
-        if (this.#closing !== undefined) {
-          channel.close();
-          return;
-        }
-        channel.setMaxIncomingFrameBytes(options.maxFrameBytes);
-        const connection = createChannelConnection(authenticated, {
-          defaultTimeoutMs: options.defaultRequestTimeoutMs,
-          logger: options.logger,
-          metrics: options.metrics,
-        });
-        this.#connections.add(connection);
-        void connection.closed.then(() => this.#connections.delete(connection));
-        options.metrics.increment('dinfer_transport_connections_opened_total', {
-          ...LABELS,
-          side: 'listener',
-        });
-        try {
-          this.#onConnection(connection);
-        } catch (error) {
-          options.logger.error(
-            { err: String(error), remoteAddress: channel.remoteAddress },
-            'onConnection threw',
-          );
-        }
-      },
-      (error: DinferError) => {
-        this.#pending.delete(channel);
-        channel.close(error);
-        options.metrics.increment('dinfer_transport_handshake_failures_total', {
-          ...LABELS,
-          code: error.code,
-        });
-        options.logger.warn(
-          { remoteAddress: channel.remoteAddress, code: error.code, err: error.message },
-          'connection refused at the handshake',
-        );
-      },
-    );
+    this.#channels.add(channel);
+    channel.onClose(() => this.#channels.delete(channel));
+    try {
+      this.#onChannel(channel);
+    } catch (error) {
+      options.logger.error({ err: String(error), remoteAddress: channel.remoteAddress }, 'onChannel threw');
+      channel.close();
+    }
   }
 
   close(): Promise<void> {
@@ -195,18 +159,10 @@ class TcpListener implements Listener {
 
   async #close(): Promise<void> {
     const stopped = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (const channel of this.#pending) {
-      channel.close(new DinferError(DinferErrorCode.TRANSPORT_CLOSED, 'listener closed'));
-      channel.socket.destroy();
+    for (const channel of this.#channels) {
+      channel.close(new DinferError(DinferErrorCode.TRANSPORT_CLOSED, `listener ${this.#address} closed`));
     }
-    this.#pending.clear();
-    // A reason tells dialers this is a shutdown (they may redial), not a deliberate hang-up.
-    const reason = new DinferError(
-      DinferErrorCode.TRANSPORT_CLOSED,
-      `listener ${this.#address} is shutting down`,
-    );
-    await Promise.all([...this.#connections].map((connection) => connection.close(reason)));
-    // Closed connections end gracefully; whatever has not gone after the grace time is cut.
+    // Closed channels end gracefully; whatever has not gone after the grace time is cut.
     let timer: ReturnType<typeof setTimeout> | undefined;
     await Promise.race([
       stopped,

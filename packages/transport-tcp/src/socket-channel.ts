@@ -7,6 +7,7 @@
  */
 import type { Socket } from 'node:net';
 import {
+  ChannelEvents,
   DinferError,
   DinferErrorCode,
   type Envelope,
@@ -64,12 +65,8 @@ class TcpSocketChannel implements SocketChannel {
   readonly #logger: Logger;
   readonly #metrics: Metrics;
   readonly #lingerMs: number;
-  #handler: ((envelope: Envelope) => void) | undefined;
-  #queued: Envelope[] = [];
-  #closeHandlers: Array<(error: DinferError | undefined) => void> = [];
-  #closed = false;
+  readonly #events: ChannelEvents;
   #corked = false;
-  #closeError: DinferError | undefined;
 
   constructor(socket: Socket, options: SocketChannelOptions) {
     this.socket = socket;
@@ -85,6 +82,15 @@ class TcpSocketChannel implements SocketChannel {
     this.#logger = options.logger ?? silentLogger;
     this.#metrics = options.metrics ?? noopMetrics;
     this.#lingerMs = options.lingerMs ?? 2000;
+    this.#events = new ChannelEvents({
+      remoteAddress: this.remoteAddress,
+      logger: this.#logger,
+      // A consumer that throws costs this link only, never the process.
+      onHandlerError: (error) => {
+        this.#finish(error);
+        this.socket.destroy();
+      },
+    });
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (error: Error) => {
@@ -121,7 +127,7 @@ class TcpSocketChannel implements SocketChannel {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#closed) return;
+    if (this.#events.closed) return;
     this.#metrics.increment('dinfer_transport_received_bytes_total', LABELS, chunk.byteLength);
     let envelopes: Envelope[];
     try {
@@ -138,39 +144,11 @@ class TcpSocketChannel implements SocketChannel {
       this.socket.destroy();
       return;
     }
-    for (const envelope of envelopes) {
-      if (this.#closed) return;
-      if (this.#handler === undefined) this.#queued.push(envelope);
-      else this.#deliver(this.#handler, envelope);
-    }
-  }
-
-  /** Hands one envelope to the consumer; a consumer that throws costs this link only, never the process. */
-  #deliver(handler: (envelope: Envelope) => void, envelope: Envelope): void {
-    try {
-      handler(envelope);
-    } catch (cause) {
-      this.#logger.error(
-        { remoteAddress: this.remoteAddress, err: cause instanceof Error ? cause.message : String(cause) },
-        'envelope handler threw; closing the connection',
-      );
-      this.#finish(
-        new DinferError(DinferErrorCode.INTERNAL, 'envelope handler threw', {
-          cause,
-          details: { remoteAddress: this.remoteAddress },
-        }),
-      );
-      this.socket.destroy();
-    }
+    for (const envelope of envelopes) this.#events.deliver(envelope);
   }
 
   send(envelope: Envelope): Promise<void> {
-    if (this.#closed) {
-      return Promise.reject(
-        this.#closeError ??
-          new DinferError(DinferErrorCode.TRANSPORT_CLOSED, `connection to ${this.remoteAddress} is closed`),
-      );
-    }
+    if (this.#events.closed) return Promise.reject(this.#events.closedError());
     let parts: Uint8Array[];
     try {
       parts = encodeFrame(envelope, { maxFrameBytes: this.#maxFrameBytes });
@@ -222,29 +200,15 @@ class TcpSocketChannel implements SocketChannel {
   }
 
   onEnvelope(handler: (envelope: Envelope) => void): void {
-    this.#handler = handler;
-    if (this.#queued.length > 0) {
-      const queued = this.#queued;
-      this.#queued = [];
-      for (const envelope of queued) {
-        if (this.#closed) return;
-        this.#deliver(handler, envelope);
-      }
-    }
+    this.#events.onEnvelope(handler);
   }
 
   onClose(handler: (error: DinferError | undefined) => void): void {
-    if (this.#closed) {
-      const error = this.#closeError;
-      queueMicrotask(() => handler(error));
-      return;
-    }
-    this.#closeHandlers.push(handler);
+    this.#events.onClose(handler);
   }
 
   close(error?: DinferError): void {
-    if (this.#closed) return;
-    this.#finish(error);
+    if (!this.#finish(error)) return;
     const socket = this.socket;
     if (socket.destroyed) return;
     // Graceful: frames already written still go out, then FIN. A peer that never closes its
@@ -255,22 +219,7 @@ class TcpSocketChannel implements SocketChannel {
     socket.once('close', () => clearTimeout(timer));
   }
 
-  #finish(error: DinferError | undefined): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#closeError = error;
-    this.#queued = [];
-    const handlers = this.#closeHandlers;
-    this.#closeHandlers = [];
-    for (const handler of handlers) {
-      try {
-        handler(error);
-      } catch (cause) {
-        this.#logger.error(
-          { remoteAddress: this.remoteAddress, err: String(cause) },
-          'channel close handler threw',
-        );
-      }
-    }
+  #finish(error: DinferError | undefined): boolean {
+    return this.#events.finish(error);
   }
 }

@@ -6,7 +6,13 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { type Connection, DialerHandshake, type MessageHeader } from '@dinfer/core';
+import {
+  type Connection,
+  DialerHandshake,
+  dialConnection,
+  listenForConnections,
+  type MessageHeader,
+} from '@dinfer/core';
 import { describe, expect, it } from 'vitest';
 import { tcpTransport } from '../src/index.js';
 import { frame, RawClient, rng, rpcRequest, waitFor } from './helpers.js';
@@ -88,14 +94,18 @@ function build(kind: Kind, count: number, valid: () => Uint8Array): Uint8Array[]
 describe('tcp listener fuzz', () => {
   it(`survives ${TARGET_FRAMES}+ hostile frames while a good peer keeps working`, async () => {
     const serverSide: Connection[] = [];
-    const transport = tcpTransport({ token: TOKEN, handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS });
-    const listener = await transport.listen('127.0.0.1:0', (connection) => {
-      serverSide.push(connection);
-      connection.onRequest(async (request) => ({
-        header: { type: 'echo', n: request.header.n ?? null },
-        attachments: request.attachments,
-      }));
-      connection.onMessage(() => {});
+    const transport = tcpTransport();
+    const listener = await listenForConnections(transport, '127.0.0.1:0', {
+      token: TOKEN,
+      handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+      onConnection: (connection) => {
+        serverSide.push(connection);
+        connection.onRequest(async (request) => ({
+          header: { type: 'echo', n: request.header.n ?? null },
+          attachments: request.attachments,
+        }));
+        connection.onMessage(() => {});
+      },
     });
     const address = listener.address;
     let requestId = 1;
@@ -103,7 +113,7 @@ describe('tcp listener fuzz', () => {
       rpcRequest(requestId++, { type: 'fuzz', n: requestId }, int(2) === 0 ? [] : [bytes(int(200))]);
 
     // The well-behaved peer.
-    const good = await tcpTransport({ token: TOKEN }).dial(address);
+    const good = await dialConnection(tcpTransport(), address, { token: TOKEN });
     const goodErrors: unknown[] = [];
     let goodRequests = 0;
     let stop = false;
@@ -152,7 +162,7 @@ describe('tcp listener fuzz', () => {
       if (!authed) {
         // Before auth the well-formed frame is an `auth` answer to this connection's hello.
         const hello = await client.next().catch(() => undefined);
-        const auth = hello ? new DialerHandshake(TOKEN).answer(hello.header) : { type: 'auth' };
+        const auth = hello ? await new DialerHandshake(TOKEN).answer(hello.header) : { type: 'auth' };
         valid = () => frame(auth as unknown as MessageHeader);
       }
       const burst = build(kind, 5 + int(40), valid);
@@ -235,7 +245,7 @@ describe('tcp listener fuzz', () => {
     const elapsed = Date.now() - started;
 
     // The listener is still up and serves a fresh peer.
-    const fresh = await tcpTransport({ token: TOKEN }).dial(address);
+    const fresh = await dialConnection(tcpTransport(), address, { token: TOKEN });
     expect((await fresh.request({ header: { type: 'fresh', n: 7 }, attachments: [] })).header.n).toBe(7);
     await fresh.close();
     // Every hostile server-side connection is gone: only the good peer's remains.

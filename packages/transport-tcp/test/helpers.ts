@@ -1,8 +1,8 @@
 /** Test helpers: a raw socket that speaks the dinfer frame protocol by hand. */
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { DialerHandshake, type Envelope, encodeFrame, FrameDecoder, type MessageHeader } from '@dinfer/core';
-import { seededRandom } from '@dinfer/core/testing';
+import { DialerHandshake, type Envelope, encodeFrame, type MessageHeader } from '@dinfer/core';
+import { FrameInbox, seededRandom } from '@dinfer/core/testing';
 import { parseTcpAddress } from '../src/address.js';
 
 /** Deterministic PRNG (mulberry32). */
@@ -21,23 +21,14 @@ export const tlsFixtures = {
 /** A raw TCP client that decodes frames, for tests that need control over the bytes. */
 export class RawClient {
   readonly socket: Socket;
-  readonly #decoder = new FrameDecoder();
-  readonly #inbox: Envelope[] = [];
-  #waiter: ((envelope: Envelope) => void) | undefined;
+  readonly #inbox = new FrameInbox();
   readonly closed: Promise<void>;
 
   private constructor(socket: Socket) {
     this.socket = socket;
     this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
     socket.on('error', () => {});
-    socket.on('data', (chunk: Buffer) => {
-      for (const envelope of this.#decoder.push(chunk)) {
-        const waiter = this.#waiter;
-        this.#waiter = undefined;
-        if (waiter) waiter(envelope);
-        else this.#inbox.push(envelope);
-      }
-    });
+    socket.on('data', (chunk: Buffer) => this.#inbox.push(chunk));
   }
 
   /** Connects without sending anything. */
@@ -57,22 +48,14 @@ export class RawClient {
     const client = await RawClient.connect(address);
     const handshake = new DialerHandshake(token);
     const hello = await client.next();
-    client.write(frame(handshake.answer(hello.header) as unknown as MessageHeader));
-    handshake.confirm((await client.next()).header);
+    client.write(frame((await handshake.answer(hello.header)) as unknown as MessageHeader));
+    await handshake.confirm((await client.next()).header);
     return client;
   }
 
   /** The next decoded envelope. */
   next(timeoutMs = 5000): Promise<Envelope> {
-    const queued = this.#inbox.shift();
-    if (queued) return Promise.resolve(queued);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('no envelope in time')), timeoutMs);
-      this.#waiter = (envelope) => {
-        clearTimeout(timer);
-        resolve(envelope);
-      };
-    });
+    return this.#inbox.next(timeoutMs);
   }
 
   write(bytes: Uint8Array): void {
@@ -89,7 +72,7 @@ export function frame(header: MessageHeader, attachments: Uint8Array[] = []): Ui
   return Buffer.concat(encodeFrame({ header, attachments }));
 }
 
-/** An rpc request frame as `createChannelConnection` expects it. */
+/** An rpc request frame as core's connection engine expects it. */
 export function rpcRequest(id: number, body: MessageHeader, attachments: Uint8Array[] = []): Uint8Array {
   return frame({ type: 'rpc', kind: 'request', id, body }, attachments);
 }

@@ -2,15 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { createServer, connect as netConnect, type Socket } from 'node:net';
 import {
   type Connection,
+  type DialConnectionOptions,
   DinferErrorCode,
+  dialConnection,
   type Envelope,
+  type FrameChannel,
   isDinferError,
   isTransport,
   type Listener,
+  type ListenForConnectionsOptions,
+  listenForConnections,
   type Transport,
 } from '@dinfer/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { backoffDelay, parseTcpAddress, socketChannel, tcpTransport } from '../src/index.js';
+import { parseTcpAddress, socketChannel, tcpTransport } from '../src/index.js';
 import { RawClient, rpcRequest, tlsFixtures, waitFor } from './helpers.js';
 
 const TOKEN = 'test-token';
@@ -22,17 +27,52 @@ afterEach(async () => {
 async function echoListener(
   transport: Transport,
   address = '127.0.0.1:0',
+  options: Partial<ListenForConnectionsOptions> = { token: TOKEN },
 ): Promise<{ listener: Listener; accepted: Connection[] }> {
   const accepted: Connection[] = [];
-  const listener = await transport.listen(address, (connection) => {
-    accepted.push(connection);
-    connection.onRequest(async (request) => ({
-      header: { type: 'echo', of: request.header.type, via: connection.id },
-      attachments: request.attachments,
-    }));
+  const listener = await listenForConnections(transport, address, {
+    ...options,
+    onConnection: (connection) => {
+      accepted.push(connection);
+      connection.onRequest(async (request) => ({
+        header: { type: 'echo', of: request.header.type, via: connection.id },
+        attachments: request.attachments,
+      }));
+    },
   });
   cleanups.push(() => listener.close());
   return { listener, accepted };
+}
+
+/** Dials `address` through core's upgrader (the suite token unless told otherwise). */
+function dial(transport: Transport, address: string, options: DialConnectionOptions = { token: TOKEN }) {
+  return dialConnection(transport, address, options);
+}
+
+/** `transport`, with every channel its listener accepts (and the requests each carried) recorded. */
+function countingChannels(transport: Transport): { transport: Transport; requestsPerChannel: number[] } {
+  const requestsPerChannel: number[] = [];
+  return {
+    requestsPerChannel,
+    transport: {
+      ...transport,
+      listen: (address, onChannel, options) =>
+        transport.listen(
+          address,
+          (channel: FrameChannel) => {
+            const index = requestsPerChannel.push(0) - 1;
+            const onEnvelope = channel.onEnvelope.bind(channel);
+            channel.onEnvelope = (handler) =>
+              onEnvelope((envelope) => {
+                if (envelope.header.kind === 'request') requestsPerChannel[index]! += 1;
+                handler(envelope);
+              });
+            onChannel(channel);
+          },
+          options,
+        ),
+    },
+  };
 }
 
 function expectError(error: unknown, code: string): void {
@@ -50,13 +90,16 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 describe('tcpTransport basics', () => {
-  it('is a branded transport with its capabilities', () => {
+  it('is a branded transport with its capabilities', async () => {
     const transport = tcpTransport({ maxFrameBytes: 1 << 20 });
     expect(isTransport(transport)).toBe(true);
     expect(transport.name).toBe('tcp');
-    expect(transport.capabilities).toEqual({ reconnects: false, maxFrameBytes: 1 << 20 });
-    expect(() => tcpTransport({ poolSize: 0 })).toThrow(/poolSize/);
-    expect(() => tcpTransport({ reconnect: { initialDelayMs: 10, maxDelayMs: 1 } })).toThrow(/maxDelayMs/);
+    expect(transport.capabilities).toEqual({ maxFrameBytes: 1 << 20 });
+    await expect(dialConnection(transport, '127.0.0.1:1', { poolSize: 0 })).rejects.toThrow(/poolSize/);
+    await expect(
+      dialConnection(transport, '127.0.0.1:1', { reconnect: { initialDelayMs: 10, maxDelayMs: 1 } }),
+    ).rejects.toThrow(/maxDelayMs/);
+    expect(() => tcpTransport({ maxFrameBytes: 10 })).toThrow(/maxFrameBytes/);
   });
 
   it('parses and rejects addresses', () => {
@@ -68,10 +111,10 @@ describe('tcpTransport basics', () => {
   });
 
   it('echoes attachments byte-exact and reports the real port', async () => {
-    const transport = tcpTransport({ token: TOKEN });
+    const transport = tcpTransport();
     const { listener } = await echoListener(transport);
     expect(parseTcpAddress(listener.address).port).toBeGreaterThan(0);
-    const connection = await transport.dial(listener.address);
+    const connection = await dial(transport, listener.address);
     cleanups.push(() => connection.close());
     const payload = randomBytes(3 << 20);
     const reply = await connection.request({
@@ -84,36 +127,36 @@ describe('tcpTransport basics', () => {
   });
 
   it('listens and dials over IPv6', async () => {
-    const transport = tcpTransport({ token: TOKEN });
+    const transport = tcpTransport();
     const { listener } = await echoListener(transport, '[::1]:0');
     expect(listener.address).toMatch(/^\[::1\]:\d+$/);
-    const connection = await transport.dial(listener.address);
+    const connection = await dial(transport, listener.address);
     cleanups.push(() => connection.close());
     expect((await connection.request({ header: { type: 'v6' }, attachments: [] })).header.of).toBe('v6');
   });
 
   it('refuses a wrong token and keeps serving others', async () => {
-    const { listener } = await echoListener(tcpTransport({ token: TOKEN }));
+    const { listener } = await echoListener(tcpTransport());
     expectError(
-      await rejection(tcpTransport({ token: 'wrong' }).dial(listener.address)),
+      await rejection(dial(tcpTransport(), listener.address, { token: 'wrong' })),
       DinferErrorCode.AUTH_FAILED,
     );
-    const ok = await tcpTransport({ token: TOKEN }).dial(listener.address);
+    const ok = await dial(tcpTransport(), listener.address);
     cleanups.push(() => ok.close());
     expect((await ok.request({ header: { type: 'after' }, attachments: [] })).header.of).toBe('after');
   });
 
   it('fails to dial a closed port with TRANSPORT_CONNECT', async () => {
-    const { listener } = await echoListener(tcpTransport());
+    const { listener } = await echoListener(tcpTransport(), undefined, {});
     const address = listener.address;
     await listener.close();
-    expectError(await rejection(tcpTransport().dial(address)), DinferErrorCode.TRANSPORT_CONNECT);
+    expectError(await rejection(dial(tcpTransport(), address, {})), DinferErrorCode.TRANSPORT_CONNECT);
   });
 
   it('refuses to send a frame above maxFrameBytes and stays open', async () => {
-    const transport = tcpTransport({ token: TOKEN, maxFrameBytes: 64 * 1024 });
+    const transport = tcpTransport({ maxFrameBytes: 64 * 1024 });
     const { listener } = await echoListener(transport);
-    const connection = await transport.dial(listener.address);
+    const connection = await dial(transport, listener.address);
     cleanups.push(() => connection.close());
     const error = await rejection(
       connection.request({ header: { type: 'x' }, attachments: [new Uint8Array(70_000)] }),
@@ -128,10 +171,10 @@ describe('tcpTransport basics', () => {
 
 describe('tcpTransport with TLS', () => {
   it('serves requests over TLS verified against the test CA', async () => {
-    const transport = tcpTransport({ token: TOKEN, tls: tlsFixtures });
+    const transport = tcpTransport({ tls: tlsFixtures });
     const { listener } = await echoListener(transport);
     for (const host of ['127.0.0.1', 'localhost']) {
-      const connection = await transport.dial(`${host}:${parseTcpAddress(listener.address).port}`);
+      const connection = await dial(transport, `${host}:${parseTcpAddress(listener.address).port}`);
       cleanups.push(() => connection.close());
       const payload = randomBytes(200_000);
       const reply = await connection.request({ header: { type: 'tls' }, attachments: [payload] });
@@ -140,18 +183,18 @@ describe('tcpTransport with TLS', () => {
   });
 
   it('refuses a listener whose certificate does not verify', async () => {
-    const { listener } = await echoListener(tcpTransport({ token: TOKEN, tls: tlsFixtures }));
-    const untrusting = tcpTransport({ token: TOKEN, tls: { ca: tlsFixtures.cert } });
-    expectError(await rejection(untrusting.dial(listener.address)), DinferErrorCode.TRANSPORT_CONNECT);
+    const { listener } = await echoListener(tcpTransport({ tls: tlsFixtures }));
+    const untrusting = tcpTransport({ tls: { ca: tlsFixtures.cert } });
+    expectError(await rejection(dial(untrusting, listener.address)), DinferErrorCode.TRANSPORT_CONNECT);
     // A plain-TCP dialer cannot complete the handshake with a TLS listener either.
-    const plain = tcpTransport({ token: TOKEN, handshakeTimeoutMs: 500 });
-    expect(isDinferError(await rejection(plain.dial(listener.address)))).toBe(true);
+    const plain = dial(tcpTransport(), listener.address, { token: TOKEN, handshakeTimeoutMs: 500 });
+    expect(isDinferError(await rejection(plain))).toBe(true);
   });
 });
 
 describe('framing on a real socket', () => {
   it('decodes a request arriving one byte at a time (split reads)', async () => {
-    const transport = tcpTransport({ token: TOKEN });
+    const transport = tcpTransport();
     const { listener } = await echoListener(transport);
     const client = await RawClient.authenticated(listener.address, TOKEN);
     cleanups.push(() => client.destroy());
@@ -167,9 +210,9 @@ describe('framing on a real socket', () => {
   });
 
   it('closes a connection that sends garbage after authenticating; others keep working', async () => {
-    const transport = tcpTransport({ token: TOKEN });
+    const transport = tcpTransport();
     const { listener } = await echoListener(transport);
-    const good = await transport.dial(listener.address);
+    const good = await dial(transport, listener.address);
     cleanups.push(() => good.close());
     const bad = await RawClient.authenticated(listener.address, TOKEN);
     bad.write(
@@ -180,8 +223,8 @@ describe('framing on a real socket', () => {
   });
 
   it('refuses large frames before authentication and closes idle sockets at the handshake timeout', async () => {
-    const transport = tcpTransport({ token: TOKEN, handshakeTimeoutMs: 300 });
-    const { listener } = await echoListener(transport);
+    const transport = tcpTransport();
+    const { listener } = await echoListener(transport, undefined, { token: TOKEN, handshakeTimeoutMs: 300 });
     const big = await RawClient.connect(listener.address);
     big.write(new Uint8Array([0, 0x10, 0, 0])); // a 1 MiB frame announced before auth
     await big.closed;
@@ -249,33 +292,24 @@ describe('framing on a real socket', () => {
 });
 
 describe('reconnect', () => {
-  it('computes exponential backoff with full jitter', () => {
-    const options = { initialDelayMs: 100, maxDelayMs: 1000 };
-    expect([1, 2, 3, 4, 5].map((a) => backoffDelay({ ...options, jitter: false }, a))).toEqual([
-      100, 200, 400, 800, 1000,
-    ]);
-    expect(backoffDelay(options, 3, () => 0.5)).toBe(200);
-    expect(backoffDelay(options, 30, () => 0.999999)).toBe(1000);
-  });
-
   it('redials after the listener restarts; in-flight requests fail, new ones wait', async () => {
-    const serverTransport = tcpTransport({ token: TOKEN });
+    const serverTransport = tcpTransport();
     let release: (() => void) | undefined;
     const start = (address: string) =>
-      serverTransport.listen(address, (connection) =>
-        connection.onRequest(async (request) => {
-          if (request.header.type === 'hang') await new Promise<void>((resolve) => (release = resolve));
-          return { header: { type: 'ok', of: request.header.type }, attachments: [] };
-        }),
-      );
+      listenForConnections(serverTransport, address, {
+        token: TOKEN,
+        onConnection: (connection) =>
+          connection.onRequest(async (request) => {
+            if (request.header.type === 'hang') await new Promise<void>((resolve) => (release = resolve));
+            return { header: { type: 'ok', of: request.header.type }, attachments: [] };
+          }),
+      });
     let listener = await start('127.0.0.1:0');
     const address = listener.address;
-    const client = tcpTransport({
+    const connection = await dial(tcpTransport(), address, {
       token: TOKEN,
       reconnect: { initialDelayMs: 20, maxDelayMs: 100, jitter: true },
     });
-    expect(client.capabilities.reconnects).toBe(true);
-    const connection = await client.dial(address);
     cleanups.push(() => connection.close());
     expect((await connection.request({ header: { type: 'first' }, attachments: [] })).header.of).toBe(
       'first',
@@ -300,7 +334,7 @@ describe('reconnect', () => {
   });
 
   it('redials when the link drops without a goodbye, but not after a deliberate close by the peer', async () => {
-    const { listener, accepted } = await echoListener(tcpTransport());
+    const { listener, accepted } = await echoListener(tcpTransport(), undefined, {});
     // A TCP proxy in between, so the test can cut the link like a crash or a cable would.
     const piped = new Set<Socket>();
     const target = parseTcpAddress(listener.address);
@@ -317,8 +351,9 @@ describe('reconnect', () => {
     cleanups.push(() => new Promise((resolve) => proxy.close(resolve)));
     const proxyAddress = `127.0.0.1:${(proxy.address() as { port: number }).port}`;
 
-    const client = tcpTransport({ reconnect: { initialDelayMs: 10, maxDelayMs: 50 } });
-    const connection = await client.dial(proxyAddress);
+    const connection = await dial(tcpTransport(), proxyAddress, {
+      reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+    });
     cleanups.push(() => connection.close());
     expect((await connection.request({ header: { type: 'a' }, attachments: [] })).header.of).toBe('a');
     for (const s of piped) s.destroy();
@@ -339,11 +374,10 @@ describe('reconnect', () => {
   });
 
   it('times out a request waiting for a reconnect, and gives up after maxAttempts', async () => {
-    const { listener } = await echoListener(tcpTransport());
-    const client = tcpTransport({
+    const { listener } = await echoListener(tcpTransport(), undefined, {});
+    const connection = await dial(tcpTransport(), listener.address, {
       reconnect: { initialDelayMs: 10, maxDelayMs: 20, maxAttempts: 3, jitter: false },
     });
-    const connection = await client.dial(listener.address);
     await listener.close();
     expectError(
       await rejection(connection.request({ header: { type: 'x' }, attachments: [] }, { timeoutMs: 20 })),
@@ -360,49 +394,58 @@ describe('reconnect', () => {
 });
 
 describe('pool', () => {
-  it('shares poolSize sockets between dials of one address and spreads requests round-robin', async () => {
-    const { listener, accepted } = await echoListener(tcpTransport({ token: TOKEN }));
-    const client = tcpTransport({ token: TOKEN, poolSize: 3 });
-    const a = await client.dial(listener.address);
-    const b = await client.dial(listener.address);
+  it('spreads requests round-robin over poolSize sockets that the listener sees as one connection', async () => {
+    const counted = countingChannels(tcpTransport());
+    const { listener, accepted } = await echoListener(counted.transport);
+    const client = tcpTransport();
+    const a = await dial(client, listener.address, { token: TOKEN, poolSize: 3 });
+    const b = await dial(client, listener.address, { token: TOKEN, poolSize: 3 });
     expect(a).not.toBe(b);
-    expect(accepted.length).toBe(3);
+    expect(accepted.length).toBe(2);
+    expect(counted.requestsPerChannel).toHaveLength(6);
     const via = new Map<unknown, number>();
     for (let i = 0; i < 12; i++) {
       const reply = await (i % 2 === 0 ? a : b).request({ header: { type: 'rr' }, attachments: [] });
       via.set(reply.header.via, (via.get(reply.header.via) ?? 0) + 1);
     }
-    expect([...via.values()]).toEqual([4, 4, 4]);
+    expect([...via.values()]).toEqual([6, 6]);
+    expect(counted.requestsPerChannel).toEqual([2, 2, 2, 2, 2, 2]);
 
-    // Closing one handle leaves the pool up; closing the last one closes its sockets.
+    // Closing one pooled connection leaves the other up; closing it closes its sockets too.
     await a.close();
     expect(a.isOpen).toBe(false);
     expect((await b.request({ header: { type: 'b' }, attachments: [] })).header.of).toBe('b');
-    expect(accepted.every((c) => c.isOpen)).toBe(true);
+    await waitFor(() => !accepted[0]!.isOpen, 3000, 'the first pooled connection to close');
+    expect(accepted[1]!.isOpen).toBe(true);
     await b.close();
     await waitFor(() => accepted.every((c) => !c.isOpen), 3000, 'pooled sockets to close');
 
     // A later dial builds a fresh pool.
-    const c = await client.dial(listener.address);
+    const c = await dial(client, listener.address, { token: TOKEN, poolSize: 3 });
     cleanups.push(() => c.close());
-    expect(accepted.length).toBe(6);
+    expect(accepted.length).toBe(3);
+    expect(counted.requestsPerChannel).toHaveLength(9);
     expect((await c.request({ header: { type: 'c' }, attachments: [] })).header.of).toBe('c');
   });
 
   it('routes requests from the listener to the pool handler', async () => {
     let server: Connection | undefined;
-    const listener = await tcpTransport().listen('127.0.0.1:0', (connection) => {
-      server = connection;
+    const listener = await listenForConnections(tcpTransport(), '127.0.0.1:0', {
+      onConnection: (connection) => {
+        server = connection;
+      },
     });
     cleanups.push(() => listener.close());
-    const handle = await tcpTransport({ poolSize: 1 }).dial(listener.address);
+    const handle = await dial(tcpTransport(), listener.address, { poolSize: 2 });
     cleanups.push(() => handle.close());
     handle.onRequest(async (request, context) => ({
       header: { type: 'from-worker', same: context.connection === handle, of: request.header.type },
       attachments: [],
     }));
     await waitFor(() => server !== undefined);
-    const reply = await server!.request({ header: { type: 'down' }, attachments: [] });
-    expect(reply.header).toEqual({ type: 'from-worker', same: true, of: 'down' });
+    for (let i = 0; i < 4; i++) {
+      const reply = await server!.request({ header: { type: 'down' }, attachments: [] });
+      expect(reply.header).toEqual({ type: 'from-worker', same: true, of: 'down' });
+    }
   });
 });

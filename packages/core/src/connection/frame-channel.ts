@@ -1,16 +1,23 @@
 /**
- * The minimal contract a byte-level transport implements: an ordered, bidirectional channel
- * of {@link Envelope}s. Everything above it (authentication, request ids, replies, timeouts,
- * cancellation) is shared code: `authenticateListenerSide`/`authenticateDialerSide` and
- * `createChannelConnection`.
+ * The one contract a transport implements: an ordered, bidirectional channel of
+ * {@link Envelope}s. Everything above it (authentication, request ids, replies, timeouts,
+ * cancellation, reconnection, pooling, metrics) is core's upgrader: `listenForConnections`
+ * and `dialConnection`.
  *
- * A TCP transport, for example, is: a frame codec over a `net.Socket` -> a `FrameChannel`
- * -> authenticate -> `createChannelConnection`.
+ * A TCP transport, for example, is: a frame codec over a `net.Socket` -> a `FrameChannel`.
  *
  * @module
  */
 import type { DinferError } from '../errors.js';
 import type { Envelope } from '../transport.js';
+
+/**
+ * Largest incoming frame a channel accepts before the upgrader has authenticated the peer
+ * (handshake messages are tiny): 64 KiB. A transport hands out every channel with this limit
+ * and enforces it before buffering a frame, so an unauthenticated peer cannot make the
+ * listener hold large messages.
+ */
+export const PRE_AUTH_MAX_FRAME_BYTES = 64 * 1024;
 
 /**
  * An ordered, bidirectional link carrying {@link Envelope}s, implemented by each transport.
@@ -21,8 +28,11 @@ import type { Envelope } from '../transport.js';
  *   encoded envelope exceeds the transport's maximum frame size, and with
  *   `DINFER_ERR_TRANSPORT_CLOSED` once the channel is closed.
  * - An incoming frame that cannot be decoded closes the channel with a `DINFER_ERR_PROTOCOL`
- *   error; one above the maximum frame size closes it with `DINFER_ERR_FRAME_TOO_LARGE`,
- *   checked before the frame's bytes are allocated.
+ *   error; one above the incoming limit closes it with `DINFER_ERR_FRAME_TOO_LARGE`, checked
+ *   before the frame's bytes are buffered. The incoming limit starts at
+ *   {@link PRE_AUTH_MAX_FRAME_BYTES} and is raised by {@link FrameChannel.setMaxIncomingFrameBytes}.
+ * - The link going away under the channel (the peer's process died, a reset, an EOF) closes
+ *   it with a `DINFER_ERR_TRANSPORT_CLOSED` error, not cleanly.
  * - `onClose` handlers run exactly once, whoever closed the channel.
  */
 export interface FrameChannel {
@@ -45,6 +55,12 @@ export interface FrameChannel {
    * on the next microtask.
    */
   onClose(handler: (error: DinferError | undefined) => void): void;
+  /**
+   * Sets the largest incoming frame accepted from now on, in bytes. The upgrader raises it
+   * to the transport's `maxFrameBytes` during the handshake: a listener once the dialer has
+   * proved the token, a dialer once it has answered the listener's challenge.
+   */
+  setMaxIncomingFrameBytes(bytes: number): void;
   /**
    * Closes the channel. Envelopes whose `send` was called before are still written where the
    * link allows (a graceful end, like `socket.end()`), then the link is released.

@@ -12,6 +12,7 @@ import type { BreakerOptions } from './remote-worker.js';
 
 /** Options of {@link createCoordinator}. */
 export interface CoordinatorOptions {
+  /** The raw transport workers dial; core's upgrader authenticates and runs its channels. */
   readonly transport: Transport;
   /** Cluster address to listen on, e.g. `0.0.0.0:7070` or `127.0.0.1:0`. */
   readonly listen: string;
@@ -30,7 +31,10 @@ export interface CoordinatorOptions {
         readonly timeoutMs?: number | undefined;
       }
     | undefined;
-  /** Token that signs heartbeats (the transport authenticates connections with its own copy). */
+  /**
+   * The cluster token: workers' connections must prove they hold it (core's handshake), and it
+   * signs heartbeats. `undefined` runs an open cluster.
+   */
   readonly token?: string | undefined;
   /** Health ping interval in ms; 0 disables. Default 5000. */
   readonly pingIntervalMs?: number | undefined;

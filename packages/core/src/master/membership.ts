@@ -5,10 +5,12 @@
  * @module
  */
 
+import type { Connection } from '../connection/connection.js';
+import { listenForConnections } from '../connection/listen-for-connections.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
 import { messageEnvelope, parseMessage } from '../protocol/messages.js';
-import type { Connection, Listener } from '../transport.js';
+import type { Listener } from '../transport.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
 import type { CoordinatorOptions } from './coordinator-types.js';
 import { RemoteWorker } from './remote-worker.js';
@@ -40,7 +42,12 @@ export class Membership {
   /** Listens for workers, starts the heartbeat receiver and the ping loop. */
   async start(): Promise<{ address: string; heartbeatPort: number }> {
     const { options, log } = this.#ctx;
-    this.#listener = await options.transport.listen(options.listen, (connection) => this.#accept(connection));
+    this.#listener = await listenForConnections(options.transport, options.listen, {
+      token: options.token,
+      onConnection: (connection) => this.#accept(connection),
+      logger: log,
+      metrics: this.#ctx.metrics,
+    });
     const hb = options.heartbeat;
     let heartbeatPort = 0;
     // Heartbeats go over UDP beside an IP listener (same port number by default); a

@@ -6,7 +6,8 @@
  *
  * @module
  */
-import { ExponentialBackoff, type IBackoff } from 'cockatiel';
+import type { IBackoff } from 'cockatiel';
+import { createBackoff } from '../connection/backoff.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { routeChecked } from '../place/check-scheduler.js';
 import { parseMessage } from '../protocol/messages.js';
@@ -165,10 +166,11 @@ export class PipelineRunner {
     const { options: config, metrics, log, scheduler } = this.#ctx;
     const retry = config.retry;
     const maxAttempts = retry?.maxAttempts ?? 5;
-    let backoff: IBackoff<unknown> = new ExponentialBackoff({
-      initialDelay: retry?.initialDelayMs ?? 25,
-      maxDelay: retry?.maxDelayMs ?? 2000,
-    }).next();
+    let backoff: IBackoff<unknown> = createBackoff({
+      initialDelayMs: retry?.initialDelayMs ?? 25,
+      maxDelayMs: retry?.maxDelayMs ?? 2000,
+      jitter: true,
+    }).next(undefined);
     const tried = new Set<string>();
     const encoded = encodeTensors(inputs, {
       encoding: config.activationEncoding,

@@ -11,10 +11,10 @@ import {
   circuitBreaker,
   handleWhen,
 } from 'cockatiel';
+import type { Connection } from '../connection/connection.js';
 import { DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageKey } from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad, WorkerView } from '../scheduler.js';
-import type { Connection } from '../transport.js';
 
 /** Weight of the newest call in the running mean of call times. */
 const CALL_MS_WEIGHT = 0.2;

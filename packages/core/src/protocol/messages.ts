@@ -308,18 +308,28 @@ const VALIDATORS: Validators = {
     protocol: f.number('protocol', { integer: true, min: 0 }),
     nonce: f.string('nonce', NONCE),
   }),
-  auth: (f) => ({
-    type: 'auth',
-    protocol: f.number('protocol', { integer: true, min: 0 }),
-    nonce: f.string('nonce', NONCE),
-    proof: f.string('proof', PROOF),
-  }),
+  auth: (f) => {
+    const join = f.optional('join', (k) => f.string(k, NONCE));
+    const joinProof = f.optional('joinProof', (k) => f.string(k, PROOF));
+    return {
+      type: 'auth',
+      protocol: f.number('protocol', { integer: true, min: 0 }),
+      nonce: f.string('nonce', NONCE),
+      proof: f.string('proof', PROOF),
+      ...(join === undefined ? {} : { join }),
+      ...(joinProof === undefined ? {} : { joinProof }),
+    };
+  },
   welcome: (f) => ({
     type: 'welcome',
     protocol: f.number('protocol', { integer: true, min: 0 }),
     proof: f.string('proof', PROOF),
   }),
-  reject: (f) => ({ type: 'reject', reason: f.string('reason', TEXT) }),
+  reject: (f) => {
+    const reason = f.string('reason', TEXT);
+    const code = f.optional('code', (k) => f.string(k, { min: 1, max: 128 }));
+    return { type: 'reject', reason, ...(code === undefined ? {} : { code }) };
+  },
   join: (f) => ({
     type: 'join',
     name: f.string('name', { min: 1, max: 256 }),

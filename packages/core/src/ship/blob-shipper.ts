@@ -7,9 +7,9 @@
  * @module
  */
 import { platform } from '#platform';
+import type { Connection } from '../connection/connection.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { parseMessage } from '../protocol/messages.js';
-import type { Connection } from '../transport.js';
 import type { EncodedDelta } from './delta.js';
 
 /** Options for {@link shipBlob}. */

@@ -22,10 +22,10 @@
  * @module
  */
 import { platform } from '#platform';
+import type { Connection } from '../connection/connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageBlobs, TensorBlob } from '../partition/stage-artifacts.js';
 import { parseMessage } from '../protocol/messages.js';
-import type { Connection } from '../transport.js';
 import { sendBlobChunks, sendBlobDelta } from './blob-shipper.js';
 import { type EncodedDelta, encodeDelta } from './delta.js';
 

@@ -7,8 +7,10 @@
 
 export * from './blob-store-suite.js';
 export * from './counting-transport.js';
+export * from './frame-inbox.js';
 export * from './memory-channel.js';
 export * from './memory-transport.js';
+export * from './raw-socket.js';
 export * from './scheduler-suite.js';
 export * from './seeded-random.js';
 export * from './transport-suite.js';

@@ -5,14 +5,23 @@
  *
  * @module
  */
-import type { FrameChannel } from '../connection/frame-channel.js';
+import { type FrameChannel, PRE_AUTH_MAX_FRAME_BYTES } from '../connection/frame-channel.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { Envelope, MessageHeader } from '../transport.js';
 
 /** Options for {@link memoryChannelPair}. */
 export interface MemoryChannelPairOptions {
-  /** Largest frame each end sends or accepts, in bytes (`[a, b]`, or one value for both). Default 64 MiB + 64 KiB. */
+  /**
+   * Largest frame each end sends, and accepts once its incoming limit is raised, in bytes
+   * (`[a, b]`, or one value for both). Default 64 MiB + 64 KiB.
+   */
   maxFrameBytes?: number | readonly [number, number] | undefined;
+  /**
+   * Largest frame each end accepts until `setMaxIncomingFrameBytes` raises it. Default: the
+   * smaller of {@link PRE_AUTH_MAX_FRAME_BYTES} and `maxFrameBytes`, as for channels a
+   * transport hands out before authentication.
+   */
+  incomingMaxFrameBytes?: number | undefined;
   /** Addresses each end reports as `remoteAddress` of its peer: `[a's view of b, b's view of a]`. */
   addresses?: readonly [string, string] | undefined;
 }
@@ -40,6 +49,10 @@ type Item =
 
 let pushTo: (channel: MemoryChannel, item: Item) => void;
 
+/** Runs `task` after pending I/O (a macrotask), in Node and in browsers. */
+const defer: (task: () => void) => void =
+  typeof setImmediate === 'function' ? (task) => setImmediate(task) : (task) => setTimeout(task, 0);
+
 class MemoryChannel implements FrameChannel {
   static {
     pushTo = (channel, item) => channel.#push(item);
@@ -48,6 +61,7 @@ class MemoryChannel implements FrameChannel {
   readonly remoteAddress: string;
   peer!: MemoryChannel;
   readonly #maxFrameBytes: number;
+  #maxIncomingFrameBytes: number;
   readonly #inbox: Item[] = [];
   readonly #closeHandlers: Array<(error: DinferError | undefined) => void> = [];
   #handler: ((envelope: Envelope) => void) | undefined;
@@ -56,9 +70,14 @@ class MemoryChannel implements FrameChannel {
   #closed = false;
   #closeError: DinferError | undefined;
 
-  constructor(remoteAddress: string, maxFrameBytes: number) {
+  constructor(remoteAddress: string, maxFrameBytes: number, maxIncomingFrameBytes: number) {
     this.remoteAddress = remoteAddress;
     this.#maxFrameBytes = maxFrameBytes;
+    this.#maxIncomingFrameBytes = maxIncomingFrameBytes;
+  }
+
+  setMaxIncomingFrameBytes(bytes: number): void {
+    this.#maxIncomingFrameBytes = bytes;
   }
 
   send(envelope: Envelope): Promise<void> {
@@ -145,7 +164,7 @@ class MemoryChannel implements FrameChannel {
   #schedule(): void {
     if (this.#scheduled || this.#handler === undefined || this.#inbox.length === 0) return;
     this.#scheduled = true;
-    setImmediate(() => {
+    defer(() => {
       this.#scheduled = false;
       this.#drain();
     });
@@ -159,12 +178,12 @@ class MemoryChannel implements FrameChannel {
         this.#finish(item.error);
         return;
       }
-      if (item.bytes > this.#maxFrameBytes) {
+      if (item.bytes > this.#maxIncomingFrameBytes) {
         this.close(
           new DinferError(
             DinferErrorCode.FRAME_TOO_LARGE,
-            `incoming frame of ${item.bytes} bytes exceeds the limit of ${this.#maxFrameBytes}`,
-            { details: { bytes: item.bytes, maxFrameBytes: this.#maxFrameBytes } },
+            `incoming frame of ${item.bytes} bytes exceeds the limit of ${this.#maxIncomingFrameBytes}`,
+            { details: { bytes: item.bytes, maxFrameBytes: this.#maxIncomingFrameBytes } },
           ),
         );
         return;
@@ -193,17 +212,18 @@ class MemoryChannel implements FrameChannel {
 }
 
 /**
- * Creates two connected in-memory {@link FrameChannel}s. Each end enforces its own
- * `maxFrameBytes`: a send above it rejects with `DINFER_ERR_FRAME_TOO_LARGE`, and a frame
- * above it arriving from the peer closes the receiving end with that error (the peer sees
- * `DINFER_ERR_TRANSPORT_CLOSED`).
+ * Creates two connected in-memory {@link FrameChannel}s. Each end enforces its own limits: a
+ * send above its `maxFrameBytes` rejects with `DINFER_ERR_FRAME_TOO_LARGE`, and a frame above
+ * its incoming limit arriving from the peer closes the receiving end with that error (the
+ * peer sees `DINFER_ERR_TRANSPORT_CLOSED`).
  */
 export function memoryChannelPair(options: MemoryChannelPairOptions = {}): [FrameChannel, FrameChannel] {
   const limits = options.maxFrameBytes ?? DEFAULT_MEMORY_MAX_FRAME_BYTES;
   const [maxA, maxB] = typeof limits === 'number' ? [limits, limits] : limits;
+  const incoming = (max: number) => options.incomingMaxFrameBytes ?? Math.min(PRE_AUTH_MAX_FRAME_BYTES, max);
   const [addressA, addressB] = options.addresses ?? ['memory:b', 'memory:a'];
-  const a = new MemoryChannel(addressA, maxA);
-  const b = new MemoryChannel(addressB, maxB);
+  const a = new MemoryChannel(addressA, maxA, incoming(maxA));
+  const b = new MemoryChannel(addressB, maxB, incoming(maxB));
   a.peer = b;
   b.peer = a;
   return [a, b];

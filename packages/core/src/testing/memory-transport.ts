@@ -1,24 +1,19 @@
 /**
- * An in-process {@link Transport}: listeners live in a {@link MemoryNetwork}, dialing one
- * creates a pair of in-memory frame channels, and the rest (handshake, requests, limits) is
- * the same shared code every real transport uses. For tests, examples and single-process
- * clusters.
+ * An in-process {@link Transport}: listeners live in a {@link MemoryNetwork}, and dialing one
+ * creates a pair of in-memory frame channels. The rest (handshake, requests, limits) is core's
+ * upgrader, as for every real transport. For tests, examples and single-process clusters.
  *
  * @module
  */
-import { authenticateDialerSide, authenticateListenerSide } from '../connection/authenticate.js';
-import { createChannelConnection } from '../connection/channel-connection.js';
 import type { FrameChannel } from '../connection/frame-channel.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
-import type { Metrics } from '../metrics.js';
 import {
-  type Connection,
   type DialOptions,
   type Listener,
   type ListenOptions,
   type Transport,
   type TransportCapabilities,
+  type TransportComponents,
   transportSymbol,
 } from '../transport.js';
 import { DEFAULT_MEMORY_MAX_FRAME_BYTES, injectMemoryGarbage, memoryChannelPair } from './memory-channel.js';
@@ -77,21 +72,11 @@ export class MemoryNetwork {
 export const defaultMemoryNetwork: MemoryNetwork = new MemoryNetwork();
 
 /** Options for {@link memoryTransport}. */
-export interface MemoryTransportOptions {
-  /** Cluster token; both ends must hold the same one. `undefined` disables authentication. */
-  token?: string | undefined;
+export interface MemoryTransportOptions extends TransportComponents {
   /** Largest frame sent or accepted (UTF-8 JSON header + attachments). Default 64 MiB + 64 KiB. */
   maxFrameBytes?: number | undefined;
   /** Where addresses live. Default {@link defaultMemoryNetwork}. */
   network?: MemoryNetwork | undefined;
-  /** Handshake timeout in ms. Default 10 000. */
-  handshakeTimeoutMs?: number | undefined;
-  /** Default request timeout in ms. Default 30 000. */
-  requestTimeoutMs?: number | undefined;
-  /** Handshake failures and connection events. Default silent. */
-  logger?: Logger | undefined;
-  /** Passed to every connection (see `createChannelConnection`). Default no-op. */
-  metrics?: Metrics | undefined;
 }
 
 const PREFIX = 'memory:';
@@ -112,10 +97,10 @@ function abortError(signal: AbortSignal, what: string): DinferError {
 }
 
 /**
- * Creates an in-memory transport. Addresses are `memory:<name>`; `memory:0` binds a fresh
- * unique name (read it from `listener.address`). Connections authenticate with the same
- * HMAC handshake as real transports and enforce `maxFrameBytes` on both ends. It does not
- * reconnect.
+ * Creates an in-memory transport: raw channel pairs, authenticated and run by core's
+ * upgrader like any other transport. Addresses are `memory:<name>`; `memory:0` binds a fresh
+ * unique name (read it from `listener.address`). Both ends enforce `maxFrameBytes` (and the
+ * 64 KiB limit before authentication).
  */
 export function memoryTransport(options: MemoryTransportOptions = {}): Transport {
   const network = options.network ?? defaultMemoryNetwork;
@@ -123,24 +108,16 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
   if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes <= 0) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxFrameBytes must be a positive integer');
   }
-  const logger = options.logger ?? silentLogger;
-  const connectionOptions = {
-    defaultTimeoutMs: options.requestTimeoutMs,
-    logger,
-    metrics: options.metrics,
-  };
-  const handshake = { timeoutMs: options.handshakeTimeoutMs };
-  const capabilities: TransportCapabilities = { reconnects: false, maxFrameBytes };
+  const capabilities: TransportCapabilities = { maxFrameBytes };
 
   async function listen(
     address: string,
-    onConnection: (connection: Connection) => void,
+    onChannel: (channel: FrameChannel) => void,
     listenOptions: ListenOptions = {},
   ): Promise<Listener> {
     const name = parseAddress(address);
     if (listenOptions.signal?.aborted) throw abortError(listenOptions.signal, 'listen');
     const channels = new Set<FrameChannel>();
-    const connections = new Set<Connection>();
     let open = true;
     let bound = '';
     const accept: Acceptor = (dialer) => {
@@ -150,23 +127,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
       });
       channels.add(channel);
       channel.onClose(() => channels.delete(channel));
-      authenticateListenerSide(channel, options.token, handshake).then(
-        (authenticated) => {
-          if (!open) {
-            authenticated.close();
-            return;
-          }
-          const connection = createChannelConnection(authenticated, connectionOptions);
-          connections.add(connection);
-          void connection.closed.then(() => connections.delete(connection));
-          onConnection(connection);
-        },
-        (error: unknown) =>
-          logger.warn(
-            { err: (error as Error).message, remoteAddress: channel.remoteAddress },
-            'handshake failed',
-          ),
-      );
+      onChannel(channel);
       return dialerEnd;
     };
     bound = network.bind(name, accept);
@@ -177,12 +138,11 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
         open = false;
         network.unbind(bound, accept);
         for (const channel of channels) channel.close();
-        await Promise.all([...connections].map((connection) => connection.close()));
       },
     };
   }
 
-  async function dial(address: string, dialOptions: DialOptions = {}): Promise<Connection> {
+  async function dial(address: string, dialOptions: DialOptions = {}): Promise<FrameChannel> {
     const name = parseAddress(address);
     const signal = dialOptions.signal;
     if (signal?.aborted) throw abortError(signal, 'dial');
@@ -193,9 +153,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
       });
     }
     dialerCounter += 1;
-    const local = accept({ maxFrameBytes, address: `${PREFIX}dialer-${dialerCounter}` });
-    const authenticated = await authenticateDialerSide(local, options.token, { ...handshake, signal });
-    return createChannelConnection(authenticated, connectionOptions);
+    return accept({ maxFrameBytes, address: `${PREFIX}dialer-${dialerCounter}` });
   }
 
   return { [transportSymbol]: true, name: 'memory', capabilities, listen, dial };

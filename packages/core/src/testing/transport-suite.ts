@@ -1,10 +1,14 @@
 /**
- * The compliance suite every {@link Transport} runs: request/response of tensors of every
- * dtype and of sizes up to 64 MiB, concurrency, ordering, timeouts, aborts, close semantics,
- * authentication, frame limits, hostile input and (where claimed) reconnection.
+ * The compliance suite every {@link Transport} runs: a raw transport driven through core's
+ * upgrader (`listenForConnections`, `dialConnection`). Request/response of tensors of every
+ * dtype and of sizes up to 64 MiB, concurrency, ordering, timeouts, aborts and the cancel
+ * rule, close semantics, authentication, frame limits (before and after authentication),
+ * hostile input and reconnection.
  *
  * Runner-agnostic: pass your runner's `test`/`it`. Assertions use `node:assert`, and every
  * wait is bounded, so a transport that hangs fails the test instead of stalling the run.
+ * Tests that need a hook the caller did not give are not registered; the suite says which
+ * (through `report`, by default `console.warn`) and returns them in its report.
  *
  * ```ts
  * import { it } from 'vitest';
@@ -16,15 +20,20 @@
  */
 import assert from 'node:assert/strict';
 import { randomFillSync } from 'node:crypto';
+import type { Connection } from '../connection/connection.js';
+import { type DialConnectionOptions, dialConnection } from '../connection/dial-connection.js';
+import { type FrameChannel, PRE_AUTH_MAX_FRAME_BYTES } from '../connection/frame-channel.js';
+import {
+  type ListenForConnectionsOptions,
+  listenForConnections,
+} from '../connection/listen-for-connections.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { tensorsEnvelope, tensorsFromEnvelope } from '../protocol/tensors-message.js';
 import type { TensorData } from '../tensor/types.js';
-import { type Connection, type Envelope, isTransport, type Listener, type Transport } from '../transport.js';
+import { type Envelope, isTransport, type Listener, type Transport } from '../transport.js';
 
 /** What the suite asks of a transport factory. */
 export interface TransportSuiteFactoryOptions {
-  /** Cluster token; `undefined` for a transport without authentication. */
-  token?: string | undefined;
   /** Largest frame the transport sends or accepts; `undefined` for its default. */
   maxFrameBytes?: number | undefined;
 }
@@ -44,15 +53,19 @@ export interface TransportSuiteOptions {
   /** Prefix of every test name. Default `'transport'`. */
   name?: string | undefined;
   /**
-   * The transport reconnects dialed connections. Default: its `capabilities.reconnects`.
-   * When true, the suite checks that a dialed connection survives the listener restarting
-   * on the same address (requests may fail while the link is down, then succeed on the same
-   * connection object), and it no longer expects a dialed connection to close when the
-   * listener side closes or the listener stops: only the requests in flight then must fail.
+   * Options of every dial the suite makes, to run it on pooled (`poolSize`) or reconnecting
+   * (`reconnect`) connections. With `reconnect`, the suite no longer expects a dialed
+   * connection to close when the listener side closes or the listener stops: only the
+   * requests in flight then must fail. Default: a plain dial.
+   */
+  dial?: Pick<DialConnectionOptions, 'poolSize' | 'reconnect'> | undefined;
+  /**
+   * Run the test that a reconnecting dialed connection survives the listener restarting on
+   * the same address (requests may fail while the link is down, then succeed on the same
+   * connection object). Default true; turn off for a transport that cannot listen on the
+   * same address twice.
    */
   reconnect?: boolean | undefined;
-  /** The handler's `context.signal` aborts when the requester times out or aborts. Default true. */
-  cancellation?: boolean | undefined;
   /** Largest payload of the size test, in bytes. Default 64 MiB. */
   maxPayloadBytes?: number | undefined;
   /** Frame limit the oversize test gives the listener. Default 1 MiB. */
@@ -60,12 +73,25 @@ export interface TransportSuiteOptions {
   /** Bound of every single wait, in ms. Default 10 000. */
   waitMs?: number | undefined;
   /**
-   * Transport-specific abuse: opens a raw, unauthenticated link to `address` and sends a
-   * malformed frame, or announces one above the listener's `maxFrameBytes`. Resolves once the
-   * listener has closed that link; rejects if it stays open. The suite then checks that the
-   * listener never reported that link as a connection and still serves others.
+   * Transport-specific abuse below the channel: opens a raw, unauthenticated link to
+   * `address` and sends bytes that do not decode (`malformed`), or announces a frame above
+   * the listener's `maxFrameBytes` (`oversize`). Resolves once the listener has closed that
+   * link; rejects if it stays open. The suite then checks that the listener never reported
+   * that link as a connection and still serves others. For socket transports,
+   * {@link sendRawSocketBytes} with {@link frameCodecGarbage} does it. Without this hook
+   * those two tests are not registered (and reported as skipped).
    */
   sendRawGarbage?(address: string, kind: 'malformed' | 'oversize'): Promise<void>;
+  /** Where the suite says which tests it skipped. Default `console.warn`. */
+  report?: ((message: string) => void) | undefined;
+}
+
+/** What {@link transportSuite} registered and skipped. */
+export interface TransportSuiteReport {
+  /** Names of the registered tests. */
+  readonly registered: readonly string[];
+  /** Tests not registered, each with the reason. */
+  readonly skipped: readonly string[];
 }
 
 /** The test registration function of any runner (`it`, `test`). */
@@ -73,6 +99,7 @@ export type TransportSuiteTest = (name: string, fn: () => Promise<void>) => void
 
 const TOKEN = 'transport-suite-token';
 const MiB = 1024 * 1024;
+const PRE_AUTH_BYTES = PRE_AUTH_MAX_FRAME_BYTES;
 
 class Bounded {
   constructor(readonly waitMs: number) {}
@@ -116,27 +143,97 @@ class Bounded {
   }
 }
 
+/** What the listening side's channels carried, for tests that look at the wire. */
+class Wire {
+  readonly sent: Envelope[] = [];
+  readonly received: Envelope[] = [];
+  readonly closes: Array<DinferError | undefined> = [];
+  readonly #closeWaiters: Array<() => void> = [];
+
+  /** `transport`, with every channel its listener accepts recorded here. */
+  tap(transport: Transport): Transport {
+    return {
+      ...transport,
+      listen: (address, onChannel, options) =>
+        transport.listen(address, (channel) => onChannel(this.#wrap(channel)), options),
+    };
+  }
+
+  /** The `index`-th close of an accepted channel, waiting for it. */
+  async nthClose(index: number, bounded: Bounded): Promise<DinferError | undefined> {
+    while (this.closes.length <= index) {
+      await bounded.within(
+        new Promise<void>((resolve) => this.#closeWaiters.push(resolve)),
+        `an accepted channel to close (#${index + 1})`,
+      );
+    }
+    return this.closes[index];
+  }
+
+  /** Ids of the rpc envelopes of `kinds` in `envelopes`. */
+  static ids(envelopes: readonly Envelope[], kinds: readonly string[]): number[] {
+    return envelopes
+      .filter((e) => e.header.type === 'rpc' && kinds.includes(String(e.header.kind)))
+      .map((e) => Number(e.header.id));
+  }
+
+  #wrap(channel: FrameChannel): FrameChannel {
+    channel.onClose((error) => {
+      this.closes.push(error);
+      for (const wake of this.#closeWaiters.splice(0)) wake();
+    });
+    return {
+      get remoteAddress() {
+        return channel.remoteAddress;
+      },
+      send: (envelope) => {
+        this.sent.push(envelope);
+        return channel.send(envelope);
+      },
+      onEnvelope: (handler) =>
+        channel.onEnvelope((envelope) => {
+          this.received.push(envelope);
+          handler(envelope);
+        }),
+      onClose: (handler) => channel.onClose(handler),
+      setMaxIncomingFrameBytes: (bytes) => channel.setMaxIncomingFrameBytes(bytes),
+      close: (error) => channel.close(error),
+    };
+  }
+}
+
 /** Tracks what one test opens so it can be closed however the test ends. */
 class Scope {
   readonly listeners: Listener[] = [];
   readonly connections: Connection[] = [];
+  readonly channels: FrameChannel[] = [];
   constructor(
     readonly factory: TransportSuiteFactory,
     readonly bounded: Bounded,
+    readonly dialOptions: Pick<DialConnectionOptions, 'poolSize' | 'reconnect'>,
   ) {}
 
-  async transport(options: TransportSuiteFactoryOptions = { token: TOKEN }): Promise<Transport> {
+  async transport(options: TransportSuiteFactoryOptions = {}): Promise<Transport> {
     const transport = await this.factory.create(options);
     assert.ok(isTransport(transport), 'factory.create must return a Transport (isTransport)');
     return transport;
   }
 
-  async listen(transport: Transport, address = this.factory.listenAddress()): Promise<Accepted> {
+  async listen(
+    transport: Transport,
+    address = this.factory.listenAddress(),
+    token: string | undefined = TOKEN,
+    options: Pick<ListenForConnectionsOptions, 'handshakeTimeoutMs'> = {},
+  ): Promise<Accepted> {
     const accepted = new Accepted();
     const listener = await this.bounded.within(
-      transport.listen(address, (connection) => {
-        this.connections.push(connection);
-        accepted.push(connection);
+      listenForConnections(transport, address, {
+        ...options,
+        token,
+        onConnection: (connection) => {
+          this.connections.push(connection);
+          accepted.push(connection);
+        },
       }),
       `listen(${address})`,
     );
@@ -145,13 +242,28 @@ class Scope {
     return accepted;
   }
 
-  async dial(transport: Transport, address: string): Promise<Connection> {
-    const connection = await this.bounded.within(transport.dial(address), `dial(${address})`);
+  async dial(
+    transport: Transport,
+    address: string,
+    options: DialConnectionOptions = {},
+  ): Promise<Connection> {
+    const connection = await this.bounded.within(
+      dialConnection(transport, address, { token: TOKEN, ...this.dialOptions, ...options }),
+      `dial(${address})`,
+    );
     this.connections.push(connection);
     return connection;
   }
 
+  /** A raw channel of `transport` to `address`, not authenticated. */
+  async rawChannel(transport: Transport, address: string): Promise<FrameChannel> {
+    const channel = await this.bounded.within(transport.dial(address), `raw dial(${address})`);
+    this.channels.push(channel);
+    return channel;
+  }
+
   async close(): Promise<void> {
+    for (const channel of this.channels) channel.close();
     const all = [
       ...this.connections.map((c) => c.close().catch(() => {})),
       ...this.listeners.map((l) => l.close().catch(() => {})),
@@ -193,6 +305,15 @@ class Accepted {
 }
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Polls `condition` until it holds, within the suite's bound. */
+async function waitUntil(condition: () => boolean, bounded: Bounded, what: string): Promise<void> {
+  const deadline = Date.now() + bounded.waitMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${bounded.waitMs} ms: ${what}`);
+    await sleep(5);
+  }
+}
 
 function randomTensor(dtype: TensorData['dtype'], shape: number[]): TensorData {
   const n = shape.reduce((a, b) => a * b, 1);
@@ -246,22 +367,28 @@ function echoTensors(maxBytes: number) {
 
 /**
  * Registers the transport compliance tests with `test`. See {@link TransportSuiteOptions}
- * for what can be switched off; the rest every transport must pass.
+ * for what can be switched off; the rest every transport must pass. Returns what it
+ * registered and what it skipped (and says so through `options.report`).
  */
 export function transportSuite(
   test: TransportSuiteTest,
   factory: TransportSuiteFactory,
   options: TransportSuiteOptions = {},
-): void {
+): TransportSuiteReport {
   const prefix = options.name ?? 'transport';
   const bounded = new Bounded(options.waitMs ?? 10_000);
   const maxPayload = options.maxPayloadBytes ?? 64 * MiB;
   const smallFrame = options.smallFrameBytes ?? MiB;
-  const cancellation = options.cancellation ?? true;
+  const dialOptions = options.dial ?? {};
+  const reconnects = dialOptions.reconnect !== undefined && dialOptions.reconnect !== false;
+  const registered: string[] = [];
+  const skipped: string[] = [];
 
   const define = (name: string, body: (scope: Scope) => Promise<void>) => {
-    test(`${prefix}: ${name}`, async () => {
-      const scope = new Scope(factory, bounded);
+    const full = `${prefix}: ${name}`;
+    registered.push(full);
+    test(full, async () => {
+      const scope = new Scope(factory, bounded, dialOptions);
       try {
         await body(scope);
       } finally {
@@ -269,13 +396,17 @@ export function transportSuite(
       }
     });
   };
+  const skip = (name: string, reason: string) => skipped.push(`${prefix}: ${name} (${reason})`);
 
-  /** A listener and a dialed connection, both sides authenticated with the suite token. */
-  const pair = async (scope: Scope, frame?: number) => {
-    const opts = { token: TOKEN, ...(frame === undefined ? {} : { maxFrameBytes: frame }) };
+  /**
+   * A listener and a dialed connection, both sides authenticated with the suite token. With
+   * `wire`, the listener's channels are recorded there.
+   */
+  const pair = async (scope: Scope, frame?: number, wire?: Wire) => {
+    const opts = frame === undefined ? {} : { maxFrameBytes: frame };
     const server = await scope.transport(opts);
     const client = await scope.transport(opts);
-    const accepted = await scope.listen(server);
+    const accepted = await scope.listen(wire === undefined ? server : wire.tap(server));
     const dialer = await scope.dial(client, accepted.listener.address);
     const remote = await accepted.nth(0, bounded);
     return { server, client, accepted, dialer, remote };
@@ -285,8 +416,9 @@ export function transportSuite(
     const transport = await scope.transport();
     assert.equal(typeof transport.name, 'string');
     assert.ok(transport.name.length > 0, 'name must not be empty');
-    assert.equal(typeof transport.capabilities.reconnects, 'boolean');
     assert.ok(transport.capabilities.maxFrameBytes > 0, 'capabilities.maxFrameBytes must be positive');
+    assert.equal(typeof transport.listen, 'function');
+    assert.equal(typeof transport.dial, 'function');
   });
 
   define('answers requests carrying tensors of every dtype, both directions', async (scope) => {
@@ -423,10 +555,8 @@ export function transportSuite(
       'slow request',
     );
     assert.ok(Date.now() - started >= 190, 'the timeout fired early');
-    if (cancellation) {
-      assert.ok(cancelled !== undefined, 'the handler was called');
-      await bounded.within(cancelled, "the handler's signal to abort after the requester timed out");
-    }
+    assert.ok(cancelled !== undefined, 'the handler was called');
+    await bounded.within(cancelled, "the handler's signal to abort after the requester timed out");
     const pong = await bounded.within(
       dialer.request({ header: { type: 'ping', sentAt: 0 }, attachments: [] }),
       'request after a timeout',
@@ -451,8 +581,7 @@ export function transportSuite(
     await bounded.within(handlerCalled, 'the request to reach the handler');
     controller.abort();
     await bounded.rejects(pending, DinferErrorCode.ABORTED, 'aborted request');
-    if (cancellation)
-      await bounded.within(cancelled!, "the handler's signal to abort after the requester aborted");
+    await bounded.within(cancelled!, "the handler's signal to abort after the requester aborted");
     await bounded.rejects(
       dialer.request(tensorsEnvelope([]), { signal: controller.signal }),
       DinferErrorCode.ABORTED,
@@ -465,8 +594,7 @@ export function transportSuite(
     define(
       `fails pending requests on both sides with TRANSPORT_CLOSED when the ${closer} closes`,
       async (scope) => {
-        const { dialer, remote, client } = await pair(scope);
-        const reconnects = options.reconnect ?? client.capabilities.reconnects;
+        const { dialer, remote } = await pair(scope);
         let arrived = 0;
         const hang = () => {
           arrived += 1;
@@ -517,7 +645,7 @@ export function transportSuite(
     await sleep(20);
     await bounded.within(accepted.listener.close(), 'listener.close()');
     await bounded.within(remote.closed, 'accepted connection to close');
-    if (!(options.reconnect ?? client.capabilities.reconnects)) {
+    if (!reconnects) {
       await bounded.rejects(
         pending,
         DinferErrorCode.TRANSPORT_CLOSED,
@@ -525,7 +653,10 @@ export function transportSuite(
       );
       await bounded.within(dialer.closed, 'dialed connection to close');
       await bounded.rejects(
-        client.dial(accepted.listener.address),
+        dialConnection(client, accepted.listener.address, {
+          token: TOKEN,
+          handshakeTimeoutMs: bounded.waitMs / 2,
+        }),
         [DinferErrorCode.TRANSPORT_CONNECT, DinferErrorCode.TIMEOUT],
         'dial after listener.close()',
       );
@@ -549,17 +680,17 @@ export function transportSuite(
     ['no token', undefined],
   ] as const) {
     define(`rejects a dialer with ${label} (AUTH_FAILED, never reported to onConnection)`, async (scope) => {
-      const server = await scope.transport({ token: TOKEN });
-      const intruder = await scope.transport({ token });
+      const server = await scope.transport();
+      const intruder = await scope.transport();
       const accepted = await scope.listen(server);
       await bounded.rejects(
-        intruder.dial(accepted.listener.address),
+        dialConnection(intruder, accepted.listener.address, { ...dialOptions, token }),
         DinferErrorCode.AUTH_FAILED,
         `dial with ${label}`,
       );
       await sleep(50);
       assert.equal(accepted.all.length, 0, 'onConnection must not see an unauthenticated dialer');
-      const friend = await scope.transport({ token: TOKEN });
+      const friend = await scope.transport();
       await scope.dial(friend, accepted.listener.address);
       await accepted.nth(0, bounded);
     });
@@ -568,8 +699,8 @@ export function transportSuite(
   define(
     'closes a connection that receives an oversize frame with FRAME_TOO_LARGE; others keep working',
     async (scope) => {
-      const server = await scope.transport({ token: TOKEN, maxFrameBytes: smallFrame });
-      const big = await scope.transport({ token: TOKEN, maxFrameBytes: smallFrame * 8 });
+      const server = await scope.transport({ maxFrameBytes: smallFrame });
+      const big = await scope.transport({ maxFrameBytes: smallFrame * 8 });
       const accepted = await scope.listen(server);
       const offender = await scope.dial(big, accepted.listener.address);
       const offenderRemote = await accepted.nth(0, bounded);
@@ -610,11 +741,13 @@ export function transportSuite(
   });
 
   const garbage = options.sendRawGarbage;
-  if (garbage !== undefined) {
-    for (const kind of ['malformed', 'oversize'] as const) {
-      define(`drops a raw link sending a ${kind} frame; other connections keep working`, async (scope) => {
-        const server = await scope.transport({ token: TOKEN, maxFrameBytes: smallFrame });
-        const client = await scope.transport({ token: TOKEN, maxFrameBytes: smallFrame });
+  for (const kind of ['malformed', 'oversize'] as const) {
+    const name = `drops a raw link sending a ${kind} frame; other connections keep working`;
+    if (garbage === undefined) skip(name, 'no sendRawGarbage hook given');
+    else
+      define(name, async (scope) => {
+        const server = await scope.transport({ maxFrameBytes: smallFrame });
+        const client = await scope.transport({ maxFrameBytes: smallFrame });
         const accepted = await scope.listen(server);
         const good = await scope.dial(client, accepted.listener.address);
         const goodRemote = await accepted.nth(0, bounded);
@@ -634,47 +767,184 @@ export function transportSuite(
         await accepted.nth(1, bounded);
         assert.ok(again.isOpen, 'the listener still accepts new connections');
       });
-    }
   }
 
-  define('reconnects a dialed connection after the listener restarts on the same address', async (scope) => {
-    const server = await scope.transport({ token: TOKEN });
-    const client = await scope.transport({ token: TOKEN });
-    if (!(options.reconnect ?? client.capabilities.reconnects)) {
-      // Not claimed: the transport must say so, and its dialed connections close for good.
-      assert.equal(client.capabilities.reconnects, false);
-      return;
-    }
-    const serve = (accepted: Accepted) =>
-      accepted.each((connection) =>
-        connection.onRequest(async () => ({ header: { type: 'pong', sentAt: 0 }, attachments: [] })),
+  define(
+    'refuses frames above 64 KiB before authentication (a raw channel); others keep working',
+    async (scope) => {
+      const wire = new Wire();
+      const { client, accepted, dialer, remote } = await pair(scope, undefined, wire);
+      remote.onRequest(echoTensors(MiB));
+      const raw = await scope.rawChannel(client, accepted.listener.address);
+      const closed = new Promise<DinferError | undefined>((resolve) => raw.onClose(resolve));
+      raw.onEnvelope(() => {});
+      const before = wire.closes.length;
+      await raw
+        .send({
+          header: { type: 'auth', padding: 'x' },
+          attachments: [new Uint8Array(PRE_AUTH_BYTES + 1024)],
+        })
+        .catch(() => {});
+      await bounded.within(closed, 'the listener to drop the unauthenticated sender');
+      const reason = await wire.nthClose(before, bounded);
+      assert.equal(
+        reason?.code,
+        DinferErrorCode.FRAME_TOO_LARGE,
+        `the listener's channel closed with ${reason?.code}: ${reason?.message}`,
       );
-    const first = await scope.listen(server);
-    serve(first);
-    const address = first.listener.address;
-    const dialer = await scope.dial(client, address);
-    const ping = { header: { type: 'ping', sentAt: 0 }, attachments: [] };
-    await bounded.within(dialer.request(ping), 'request before the restart');
-    await bounded.within(first.listener.close(), 'listener.close()');
-    const second = await scope.listen(server, address);
-    serve(second);
-    const deadline = Date.now() + bounded.waitMs;
-    let lastError: unknown;
-    for (;;) {
-      try {
-        const reply = await dialer.request(ping, { timeoutMs: 500 });
-        assert.equal(reply.header.type, 'pong');
-        break;
-      } catch (error) {
-        lastError = error;
-        if (Date.now() > deadline) {
-          assert.fail(
-            `the dialed connection did not recover within ${bounded.waitMs} ms: ${String(lastError)}`,
-          );
-        }
-        await sleep(100);
-      }
-    }
-    assert.ok(dialer.isOpen, 'the dialed connection stays open across the restart');
+      assert.equal(accepted.all.length, 1, 'the raw channel must never be reported as a connection');
+      const tensor = randomTensor('uint8', [PRE_AUTH_BYTES * 4]);
+      const reply = await bounded.within(
+        dialer.request(tensorsEnvelope([tensor])),
+        'large request after auth',
+      );
+      assertSameTensors(
+        tensorsFromEnvelope(reply, LIMITS(MiB)).tensors,
+        [tensor],
+        'authenticated connection',
+      );
+    },
+  );
+
+  define('delivers a large message the listener sends the moment it accepts a connection', async (scope) => {
+    const server = await scope.transport();
+    const client = await scope.transport();
+    const tensor = randomTensor('uint8', [PRE_AUTH_BYTES * 4]);
+    const address = factory.listenAddress();
+    const listener = await bounded.within(
+      listenForConnections(server, address, {
+        token: TOKEN,
+        onConnection: (connection) => {
+          scope.connections.push(connection);
+          void connection.send(tensorsEnvelope([tensor])).catch(() => {});
+        },
+      }),
+      `listen(${address})`,
+    );
+    scope.listeners.push(listener);
+    const dialer = await scope.dial(client, listener.address);
+    const message = await bounded.within(
+      new Promise<Envelope>((resolve) => dialer.onMessage(resolve)),
+      'the message sent right after the handshake',
+    );
+    assertSameTensors(tensorsFromEnvelope(message, LIMITS(MiB)).tensors, [tensor], 'early message');
+    assert.ok(dialer.isOpen, 'the dialer stays open');
   });
+
+  define('closes a channel that does not authenticate within handshakeTimeoutMs', async (scope) => {
+    const server = await scope.transport();
+    const client = await scope.transport();
+    const accepted = await scope.listen(server, undefined, TOKEN, { handshakeTimeoutMs: 200 });
+    const raw = await scope.rawChannel(client, accepted.listener.address);
+    const started = Date.now();
+    const closed = new Promise<DinferError | undefined>((resolve) => raw.onClose(resolve));
+    raw.onEnvelope(() => {});
+    await bounded.within(closed, 'the listener to close the silent channel');
+    assert.ok(Date.now() - started >= 150, 'the channel was closed before the handshake timeout');
+    assert.equal(accepted.all.length, 0, 'a silent channel must never be reported as a connection');
+  });
+
+  define('answers a cancelled request nothing further (running or still queued)', async (scope) => {
+    const wire = new Wire();
+    const { dialer, remote } = await pair(scope, undefined, wire);
+    // Queued: no handler yet when the request and its cancel arrive.
+    const early = new AbortController();
+    const queued = dialer.request({ header: { type: 'queued' }, attachments: [] }, { signal: early.signal });
+    await waitUntil(
+      () => Wire.ids(wire.received, ['request']).length === 1,
+      bounded,
+      'the queued request to arrive',
+    );
+    early.abort();
+    await bounded.rejects(queued, DinferErrorCode.ABORTED, 'queued request');
+    await waitUntil(() => Wire.ids(wire.received, ['cancel']).length === 1, bounded, 'its cancel to arrive');
+    const [queuedId] = Wire.ids(wire.received, ['request']);
+    const seen: string[] = [];
+    let release!: () => void;
+    const handlerAborted = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    remote.onRequest((request, context) => {
+      seen.push(request.header.type);
+      if (request.header.type === 'ping')
+        return Promise.resolve({ header: { type: 'pong' }, attachments: [] });
+      // Answers once cancelled: the reply must not go out.
+      return new Promise<Envelope>((resolve) =>
+        context.signal.addEventListener('abort', () => {
+          release();
+          resolve({ header: { type: 'too-late' }, attachments: [] });
+        }),
+      );
+    });
+    // Running: the handler has it when the requester gives up.
+    const late = new AbortController();
+    const running = dialer.request({ header: { type: 'running' }, attachments: [] }, { signal: late.signal });
+    await waitUntil(() => seen.includes('running'), bounded, 'the running request to reach its handler');
+    late.abort();
+    await bounded.rejects(running, DinferErrorCode.ABORTED, 'running request');
+    await bounded.within(handlerAborted, "the handler's signal to abort");
+    // A later request on the same connection is answered, after anything the cancelled ones could have sent.
+    const pong = await bounded.within(dialer.request({ header: { type: 'ping' }, attachments: [] }), 'ping');
+    assert.equal(pong.header.type, 'pong');
+    assert.ok(!seen.includes('queued'), 'a request cancelled while queued must not reach the handler');
+    const runningId = Wire.ids(wire.received, ['request'])[1];
+    const answered = Wire.ids(wire.sent, ['response', 'error']);
+    assert.ok(!answered.includes(queuedId!), `the queued request ${queuedId} was answered`);
+    assert.ok(!answered.includes(runningId!), `the running request ${runningId} was answered`);
+  });
+
+  if (options.reconnect === false) {
+    skip(
+      'reconnects a dialed connection after the listener restarts on the same address',
+      'reconnect: false',
+    );
+  } else {
+    define(
+      'reconnects a dialed connection after the listener restarts on the same address',
+      async (scope) => {
+        const server = await scope.transport();
+        const client = await scope.transport();
+        const serve = (accepted: Accepted) =>
+          accepted.each((connection) =>
+            connection.onRequest(async () => ({ header: { type: 'pong', sentAt: 0 }, attachments: [] })),
+          );
+        const first = await scope.listen(server);
+        serve(first);
+        const address = first.listener.address;
+        const dialer = await scope.dial(client, address, {
+          reconnect: { initialDelayMs: 20, maxDelayMs: 200 },
+        });
+        const ping = { header: { type: 'ping', sentAt: 0 }, attachments: [] };
+        await bounded.within(dialer.request(ping), 'request before the restart');
+        await bounded.within(first.listener.close(), 'listener.close()');
+        const second = await scope.listen(server, address);
+        serve(second);
+        const deadline = Date.now() + bounded.waitMs;
+        let lastError: unknown;
+        for (;;) {
+          try {
+            const reply = await dialer.request(ping, { timeoutMs: 500 });
+            assert.equal(reply.header.type, 'pong');
+            break;
+          } catch (error) {
+            lastError = error;
+            if (Date.now() > deadline) {
+              assert.fail(
+                `the dialed connection did not recover within ${bounded.waitMs} ms: ${String(lastError)}`,
+              );
+            }
+            await sleep(100);
+          }
+        }
+        assert.ok(dialer.isOpen, 'the dialed connection stays open across the restart');
+      },
+    );
+  }
+
+  if (skipped.length > 0) {
+    (options.report ?? console.warn)(
+      `transportSuite "${prefix}" skipped ${skipped.length} test(s):\n  ${skipped.join('\n  ')}`,
+    );
+  }
+  return { registered, skipped };
 }

@@ -5,6 +5,7 @@
  * @module
  */
 import { platform } from '#platform';
+import type { Connection, RequestContext } from '../connection/connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -19,7 +20,7 @@ import {
 import type { BlobStore } from '../ship/blob-store.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
-import type { Connection, Envelope, RequestContext } from '../transport.js';
+import type { Envelope } from '../transport.js';
 import type { LoadMonitor } from './load-monitor.js';
 import { type LoadedStage, loadStage } from './loaded-stage.js';
 import type { WorkQueue } from './worker-queue.js';

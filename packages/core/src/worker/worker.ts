@@ -1,5 +1,22 @@
+/**
+ * The worker runtime: dials the master (core's `dialConnection` over any {@link Transport}),
+ * joins with its capabilities and cached blobs, and serves the master's requests (blob
+ * shipping, stage loading, inference, pings). When the link drops it redials and joins again
+ * with core's backoff (`retryWithBackoff`), keeps its blob cache on disk across restarts, and
+ * drains gracefully on stop.
+ *
+ * @module
+ */
 import { hostname } from 'node:os';
 import { platform } from '#platform';
+import {
+  type ReconnectOptions,
+  type ResolvedReconnectOptions,
+  resolveReconnectOptions,
+  retryWithBackoff,
+} from '../connection/backoff.js';
+import type { Connection, RequestContext } from '../connection/connection.js';
+import { dialConnection } from '../connection/dial-connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
@@ -15,7 +32,7 @@ import {
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
 import type { BlobStore } from '../ship/blob-store.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
-import type { Connection, Envelope, RequestContext, Transport } from '../transport.js';
+import type { Envelope, Transport } from '../transport.js';
 import { BlobReceiver } from './blob-receiver.js';
 import { measureCapabilities } from './capabilities.js';
 import { createLoadMonitor, type LoadMonitor } from './load-monitor.js';
@@ -25,21 +42,13 @@ import { createWorkQueue, type WorkQueue } from './worker-queue.js';
 /** Lifecycle states of a {@link DinferWorker}. */
 export type WorkerState = 'idle' | 'connecting' | 'ready' | 'draining' | 'stopped';
 
-/** Backoff of the redial loop. */
-export interface ReconnectOptions {
-  /** First delay after a failed dial or a dropped link, in ms. Default 200. */
-  readonly initialDelayMs: number;
-  /** Longest delay between two dials, in ms. Default 10 000. */
-  readonly maxDelayMs: number;
-}
-
 /** Options for {@link createWorker}. */
 export interface WorkerOptions {
   /** How to reach the master. */
   readonly transport: Transport;
   /** The master's address, in the transport's format. */
   readonly master: string;
-  /** Cluster token signing heartbeats (the transport authenticates the connection with its own). */
+  /** The cluster token: authenticates the connection to the master (core's handshake) and signs heartbeats. */
   readonly token?: string | undefined;
   /** Name announced in `join`. Default `<hostname>-<pid>`. */
   readonly name?: string | undefined;
@@ -55,7 +64,11 @@ export interface WorkerOptions {
   readonly heartbeat?: boolean | undefined;
   /** Host of the master's heartbeat receiver. Default: the host part of `master`. */
   readonly heartbeatHost?: string | undefined;
-  /** Redial backoff, or `false` to give up when the link drops (and fail `start` on the first error). */
+  /**
+   * Redial backoff (core's {@link ReconnectOptions}; default 200 ms to 10 s, decorrelated
+   * jitter, never giving up), or `false` to give up when the link drops (and fail `start`
+   * on the first error).
+   */
   readonly reconnect?: ReconnectOptions | false | undefined;
   /** Limits on incoming inference tensors. Default `{ maxBytes: 512 MiB }`. */
   readonly tensorLimits?: TensorLimits | undefined;
@@ -106,7 +119,6 @@ export const DEFAULT_WORKER_TENSOR_BYTES = 512 * 1024 * 1024;
 export const DEFAULT_MAX_CHUNK_BYTES = 64 * 1024 * 1024;
 /** Default bound on the size of a blob rebuilt from a delta. */
 export const DEFAULT_MAX_DELTA_BYTES_WORKER = 256 * 1024 * 1024;
-const DEFAULT_RECONNECT: ReconnectOptions = { initialDelayMs: 200, maxDelayMs: 10_000 };
 const RETRYABLE = new Set<string>([
   DinferErrorCode.TRANSPORT_CONNECT,
   DinferErrorCode.TRANSPORT_CLOSED,
@@ -132,19 +144,6 @@ function notReady(message: string): DinferError {
   return new DinferError(DinferErrorCode.NOT_READY, message);
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const timer = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    signal.addEventListener('abort', done, { once: true });
-  });
-}
-
 class Worker implements DinferWorker {
   readonly store: BlobStore;
   workerId: string | undefined;
@@ -155,7 +154,7 @@ class Worker implements DinferWorker {
   readonly #metrics: Metrics;
   readonly #queue: WorkQueue;
   readonly #limits: TensorLimits;
-  readonly #reconnect: ReconnectOptions | false;
+  readonly #reconnect: ResolvedReconnectOptions | false;
   readonly #listeners = new Set<(state: WorkerState, previous: WorkerState) => void>();
   readonly #blobs: BlobReceiver;
   readonly #host: StageHost;
@@ -176,19 +175,7 @@ class Worker implements DinferWorker {
     if (typeof options.transport?.dial !== 'function') {
       throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'worker needs a transport');
     }
-    const reconnect = options.reconnect ?? DEFAULT_RECONNECT;
-    if (
-      reconnect !== false &&
-      !(reconnect.initialDelayMs > 0 && reconnect.maxDelayMs >= reconnect.initialDelayMs)
-    ) {
-      throw new DinferError(
-        DinferErrorCode.INVALID_ARGUMENT,
-        'reconnect needs 0 < initialDelayMs <= maxDelayMs',
-        {
-          details: { ...reconnect },
-        },
-      );
-    }
+    const reconnect = options.reconnect === false ? false : resolveReconnectOptions(options.reconnect ?? {});
     const maxChunkBytes = options.maxChunkBytes ?? DEFAULT_MAX_CHUNK_BYTES;
     if (!Number.isSafeInteger(maxChunkBytes) || maxChunkBytes <= 0) {
       throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'maxChunkBytes must be a positive integer');
@@ -288,40 +275,49 @@ class Worker implements DinferWorker {
    * reject (start); later (after a drop) every error is retried until stop.
    */
   async #connectLoop(signal: AbortSignal | undefined, initial: boolean): Promise<void> {
-    let attempt = 0;
     const life = this.#life.signal;
-    for (;;) {
+    const attempt = (): Promise<void> => {
       if (life.aborted) throw notReady('the worker stopped');
       if (signal?.aborted) {
         throw new DinferError(DinferErrorCode.ABORTED, 'worker start aborted', { cause: signal.reason });
       }
-      try {
-        await this.#connectOnce(signal);
-        return;
-      } catch (error) {
-        const retryable = isDinferError(error) && RETRYABLE.has(error.code);
-        if (this.#reconnect === false || (initial && !retryable) || life.aborted) throw error;
-        const base = Math.min(this.#reconnect.maxDelayMs, this.#reconnect.initialDelayMs * 2 ** attempt);
-        const delay = base / 2 + (Math.random() * base) / 2;
-        attempt += 1;
-        this.#logger.warn(
-          {
-            err: (error as Error).message,
-            attempt,
-            delayMs: Math.round(delay),
-            master: this.#options.master,
-          },
-          'cannot join the master; retrying',
-        );
-        this.#metrics.increment('dinfer_worker_reconnects_total');
-        const both = signal === undefined ? life : AbortSignal.any([life, signal]);
-        await sleep(delay, both);
+      return this.#connectOnce(signal);
+    };
+    const reconnect = this.#reconnect;
+    if (reconnect === false) return attempt();
+    try {
+      await retryWithBackoff(attempt, reconnect, {
+        signal: signal === undefined ? life : AbortSignal.any([life, signal]),
+        retryable: (error) => !initial || (isDinferError(error) && RETRYABLE.has(error.code)),
+        onRetry: (error, delayMs, attempts) => {
+          this.#logger.warn(
+            {
+              err: (error as Error).message,
+              attempt: attempts,
+              delayMs: Math.round(delayMs),
+              master: this.#options.master,
+            },
+            'cannot join the master; retrying',
+          );
+          this.#metrics.increment('dinfer_worker_reconnects_total');
+        },
+      });
+    } catch (error) {
+      if (life.aborted) throw notReady('the worker stopped');
+      if (signal?.aborted) {
+        throw new DinferError(DinferErrorCode.ABORTED, 'worker start aborted', { cause: signal.reason });
       }
+      throw error;
     }
   }
 
   async #connectOnce(signal: AbortSignal | undefined): Promise<void> {
-    const connection = await this.#options.transport.dial(this.#options.master, { signal });
+    const connection = await dialConnection(this.#options.transport, this.#options.master, {
+      token: this.#options.token,
+      signal,
+      logger: this.#logger,
+      metrics: this.#metrics,
+    });
     if (this.#life.signal.aborted) {
       await connection.close();
       throw notReady('the worker stopped');

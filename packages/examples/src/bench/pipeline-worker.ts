@@ -54,8 +54,8 @@ async function main(): Promise<void> {
   const token = env('DINFER_BENCH_TOKEN');
   const backend = await initBackend();
   const worker = createWorker({
-    // The bench owns the life of this process: no redial, in the runtime or the transport.
-    transport: tcpTransport({ token, reconnect: false }),
+    // The bench owns the life of this process: no redial.
+    transport: tcpTransport(),
     master: env('DINFER_BENCH_MASTER'),
     token,
     name: env('DINFER_BENCH_NAME'),

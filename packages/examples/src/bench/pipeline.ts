@@ -454,7 +454,7 @@ async function main(): Promise<void> {
   const token = `bench-${process.pid}-${Date.now()}`;
   const timings = new StageTimings();
   const coordinator = createCoordinator({
-    transport: tcpTransport({ token }),
+    transport: tcpTransport(),
     listen: '127.0.0.1:0',
     token,
     metrics: timings,

@@ -56,9 +56,10 @@ interface Cluster {
 
 async function startCluster(): Promise<Cluster> {
   const network = new MemoryNetwork();
-  const counter = countingTransport(memoryTransport({ token: TOKEN, network }));
+  const counter = countingTransport(memoryTransport({ network }));
   const coordinator = createCoordinator({
     transport: counter.transport,
+    token: TOKEN,
     listen: 'memory:0',
     heartbeat: { enabled: false },
     pingIntervalMs: 0,
@@ -73,8 +74,9 @@ async function startCluster(): Promise<Cluster> {
     dirs,
     async startWorker(dir) {
       const worker = createWorker({
-        transport: memoryTransport({ token: TOKEN, network }),
+        transport: memoryTransport({ network }),
         master: address,
+        token: TOKEN,
         cacheDir: dir,
         capabilities: { backend: tf.getBackend(), cores: 1, memoryBytes: 8 * 2 ** 30, score: 1 },
         heartbeat: false,

@@ -18,7 +18,13 @@ import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Connection, Envelope, Listener } from '@dinfer/core';
+import {
+  type Connection,
+  dialConnection,
+  type Envelope,
+  type Listener,
+  listenForConnections,
+} from '@dinfer/core';
 import { socketIoTransport } from '@dinfer/transport-socketio';
 
 /** Largest ratio transport / baseline we accept. */
@@ -156,27 +162,34 @@ async function bareSocketIoPair(modules: SocketIoModules): Promise<Pair> {
 }
 
 async function transportPair(): Promise<Pair> {
-  const transport = socketIoTransport({ token: 'bench-token', maxFrameBytes: MAX_FRAME_BYTES });
+  const transport = socketIoTransport({ maxFrameBytes: MAX_FRAME_BYTES });
+  const token = 'bench-token';
   let received = 0;
   let expected = 0;
   let accepted!: (connection: Connection) => void;
   const serverSide = new Promise<Connection>((resolve) => {
     accepted = resolve;
   });
-  const listener: Listener = await transport.listen('127.0.0.1:0', (connection) => {
-    connection.onRequest(async (request) => ({ header: { type: 'echo' }, attachments: request.attachments }));
-    connection.onMessage((message) => {
-      if (message.header.type === 'expect') {
-        received = 0;
-        expected = message.header.count as number;
-        return;
-      }
-      received += 1;
-      if (received === expected) void connection.send({ header: { type: 'done' }, attachments: [] });
-    });
-    accepted(connection);
+  const listener: Listener = await listenForConnections(transport, '127.0.0.1:0', {
+    token,
+    onConnection: (connection) => {
+      connection.onRequest(async (request) => ({
+        header: { type: 'echo' },
+        attachments: request.attachments,
+      }));
+      connection.onMessage((message) => {
+        if (message.header.type === 'expect') {
+          received = 0;
+          expected = message.header.count as number;
+          return;
+        }
+        received += 1;
+        if (received === expected) void connection.send({ header: { type: 'done' }, attachments: [] });
+      });
+      accepted(connection);
+    },
   });
-  const client = await transport.dial(listener.address);
+  const client = await dialConnection(transport, listener.address, { token });
   await serverSide;
   let onDone: (() => void) | undefined;
   client.onMessage((message) => {

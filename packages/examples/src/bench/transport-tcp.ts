@@ -23,8 +23,10 @@ import { createServer, connect as netConnect, type Socket } from 'node:net';
 import {
   type Connection,
   decodeTensors,
+  dialConnection,
   type Envelope,
   encodeTensors,
+  listenForConnections,
   type TensorData,
   type TensorEncoding,
 } from '@dinfer/core';
@@ -175,22 +177,26 @@ interface Subject {
 }
 
 async function startTransport(): Promise<Subject> {
-  const transport = tcpTransport({ token: 'bench' });
+  const transport = tcpTransport();
+  const token = 'bench';
   let received = 0;
-  const listener = await transport.listen('127.0.0.1:0', (connection) => {
-    connection.onMessage(() => {
-      received++;
-    });
-    connection.onRequest(async (request): Promise<Envelope> => {
-      if (request.header.type === 'sync') {
-        const count = received;
-        received = 0;
-        return { header: { type: 'synced', count }, attachments: [] };
-      }
-      return { header: { ...request.header, echoed: true }, attachments: request.attachments };
-    });
+  const listener = await listenForConnections(transport, '127.0.0.1:0', {
+    token,
+    onConnection: (connection) => {
+      connection.onMessage(() => {
+        received++;
+      });
+      connection.onRequest(async (request): Promise<Envelope> => {
+        if (request.header.type === 'sync') {
+          const count = received;
+          received = 0;
+          return { header: { type: 'synced', count }, attachments: [] };
+        }
+        return { header: { ...request.header, echoed: true }, attachments: request.attachments };
+      });
+    },
   });
-  const connection = await transport.dial(listener.address);
+  const connection = await dialConnection(transport, listener.address, { token });
   return {
     connection,
     async rtt(payload) {

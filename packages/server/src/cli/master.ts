@@ -58,7 +58,7 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
       'warning: no cluster token (--token, DINFER_TOKEN or master.cluster.token): any peer may join this cluster',
     );
   const metrics = prometheusMetrics({ logger });
-  const transport = await transportOf(options.transport, { token, logger, metrics });
+  const transport = await transportOf(options.transport, { logger, metrics });
   const scheduler = await schedulerOf(options.scheduler, { logger, metrics });
   const reporter = createClusterReporter(io);
   const master = await startMaster({

@@ -17,8 +17,8 @@ export async function runWorker(
   io: CliIo,
 ): Promise<void> {
   const logger = createLogger(options.logLevel);
-  // The worker runtime rejoins by itself: its transport must not redial on its own.
-  const transport = await transportOf(options.transport, { token: options.token, reconnect: false, logger });
+  // A raw transport: the worker runtime authenticates with the token, redials and re-joins.
+  const transport = await transportOf(options.transport, { logger });
   const handle = await startWorkerProcess({
     master: options.master,
     transport,

@@ -167,7 +167,6 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
   // Checked before anything is loaded: a wrong value fails at once.
   const transport = resolveTransport(options.transport ?? setting('transport'), {
-    token,
     logger: options.logger,
     metrics,
   });

@@ -25,13 +25,13 @@ export type TransportKind = (typeof TRANSPORT_KINDS)[number];
 /** A transport by name, or one of your own. */
 export type TransportOption = TransportKind | Transport;
 
-/** Options shared by both transports. */
+/**
+ * Options shared by both transports. The cluster token is not one: core's upgrader, run by the
+ * coordinator and the worker runtime, authenticates every connection (and redials).
+ */
 export interface TransportFactoryOptions {
-  readonly token?: string | undefined;
   /** Largest frame in bytes. Default 512 MiB (a batch of ResNet50 activations fits). */
   readonly maxFrameBytes?: number | undefined;
-  /** The dialing side redials by itself (off for workers, whose runtime rejoins instead). */
-  readonly reconnect?: boolean | undefined;
   readonly logger?: Logger | undefined;
   readonly metrics?: Metrics | undefined;
 }
@@ -41,12 +41,8 @@ export interface TransportFactoryOptions {
  * the options of the built-in transports, defaults filled in.
  */
 export interface TransportContext {
-  /** The cluster token, for a transport that authenticates its connections. */
-  readonly token?: string | undefined;
   /** Largest frame to accept, in bytes. */
   readonly maxFrameBytes: number;
-  /** Whether a dialed connection should redial by itself (false on workers: they rejoin). */
-  readonly reconnect: boolean;
   readonly logger?: Logger | undefined;
   /** Where to report (the master's Prometheus registry; absent on workers). */
   readonly metrics?: Metrics | undefined;
@@ -57,9 +53,7 @@ const TRANSPORT: ExtensionKind<Transport> = { name: 'Transport', is: isTransport
 /** The context a transport is made with, from the factory options. */
 export function transportContext(options: TransportFactoryOptions = {}): TransportContext {
   return {
-    token: options.token,
     maxFrameBytes: options.maxFrameBytes ?? 512 * 1024 * 1024,
-    reconnect: options.reconnect !== false,
     logger: options.logger,
     metrics: options.metrics,
   };
@@ -76,9 +70,8 @@ export function parseTransportKind(value: string): TransportKind {
 
 /** Creates the named transport. */
 export function createTransport(kind: TransportKind, options: TransportFactoryOptions = {}): Transport {
-  const { reconnect, ...common } = transportContext(options);
-  if (kind === 'tcp') return tcpTransport({ ...common, ...(reconnect ? {} : { reconnect: false }) });
-  return socketIoTransport({ ...common, reconnection: reconnect });
+  const context = transportContext(options);
+  return kind === 'tcp' ? tcpTransport(context) : socketIoTransport(context);
 }
 
 /**

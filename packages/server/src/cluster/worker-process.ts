@@ -57,10 +57,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
   const backend = await initBackend({ backend: options.backend });
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const worker = createWorker({
-    // The worker runtime redials and re-joins by itself, so the transport must not.
+    // A raw transport: the worker runtime authenticates with the token, redials and re-joins.
     transport: resolveTransport(options.transport ?? settingDefault('worker', 'transport'), {
-      token: options.token,
-      reconnect: false,
       logger: options.logger,
     }),
     master: options.master,

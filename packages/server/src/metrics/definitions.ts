@@ -135,13 +135,9 @@ export const DINFER_METRICS: readonly MetricDefinition[] = Object.freeze([
     'Round trip of successful requests over a connection, in seconds.',
     TRANSPORT,
   ),
-  counter('dinfer_transport_connections_opened_total', 'Connections opened, by side (dialer or listener).', [
-    'transport',
-    'side',
-  ]),
   counter(
-    'dinfer_transport_connections_total',
-    'Connections established, by side (dialer or listener; socket.io transport).',
+    'dinfer_transport_connections_opened_total',
+    'Authenticated connections opened, by side (dialer or listener).',
     ['transport', 'side'],
   ),
   counter(
@@ -151,7 +147,7 @@ export const DINFER_METRICS: readonly MetricDefinition[] = Object.freeze([
   ),
   counter(
     'dinfer_transport_handshake_failures_total',
-    'Connections refused during the handshake, by error code.',
+    'Connections refused during the handshake (listener side), by error code.',
     ['transport', 'code'],
   ),
   counter(
@@ -164,7 +160,7 @@ export const DINFER_METRICS: readonly MetricDefinition[] = Object.freeze([
     'Incoming frames rejected (oversize or malformed), by code.',
     ['transport', 'code'],
   ),
-  counter('dinfer_transport_reconnects_total', 'Reconnections of a dialing side.', TRANSPORT),
+  counter('dinfer_transport_reconnects_total', 'Links a reconnecting dialer opened again.', TRANSPORT),
   counter('dinfer_transport_sent_bytes_total', 'Bytes written to connections.', TRANSPORT),
   counter('dinfer_transport_received_bytes_total', 'Bytes read from connections.', TRANSPORT),
 
