@@ -44,7 +44,7 @@ for major in "${versions[@]}"; do
   ' "$root/packages/core/README.md" "$app/src/readme-snippet.ts"
 
   (cd "$app" && PATH="$nodebin:$PATH" npm install --engine-strict --no-audit --no-fund --loglevel=error \
-    "$work"/tarballs/*.tgz @tensorflow/tfjs@^4.22.0 typescript@5.9.3 "@types/node@^22")
+    "$work"/tarballs/*.tgz @tensorflow/tfjs@^4.22.0 ws@^8.23.0 typescript@5.9.3 "@types/node@^22" "@types/ws@^8.18.2")
   (cd "$app" && PATH="$nodebin:$PATH" node node_modules/typescript/bin/tsc -p .)
   (cd "$app" && PATH="$nodebin:$PATH" node dist/readme-snippet.js)
   (cd "$app" && PATH="$nodebin:$PATH" node dist/cluster.js)

@@ -193,8 +193,16 @@ describe('pooled connections', () => {
     opened.push(pooled);
     const firstSession = pooled.session!.id;
     channels[1]!.close();
-    while (channels.length < 3) await sleep(2);
-    await sleep(5);
+    // The redial's handshake finishes on its own time (a loaded machine is slow): wait for it,
+    // bounded, before looking.
+    for (
+      let waited = 0;
+      counts.dinfer_transport_reconnects_total === undefined && waited < 5000;
+      waited += 2
+    ) {
+      await sleep(2);
+    }
+    expect(channels.length).toBeGreaterThanOrEqual(3);
     expect(pooled.session!.id).toBe(firstSession);
     expect(served.accepted).toHaveLength(1);
     expect(counts.dinfer_transport_reconnects_total).toBe(1);

@@ -1,6 +1,6 @@
 /**
- * A 2-worker cluster through `startMaster`, with the custom scheduler (and transport) from
- * dinfer's examples, checked against the whole model's `predict`: what a user of the packed
+ * A 2-worker cluster through `startMaster`, with the custom transport (WebSocket) and scheduler
+ * from dinfer's examples, checked against the whole model's `predict`: what a user of the packed
  * packages writes, compiled with strict TypeScript outside the dinfer repository.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -10,6 +10,7 @@ import { initBackend, saveLayersModel } from '@dinfer/core';
 import { startMaster, startWorkerProcess } from '@dinfer/server';
 import * as tf from '@tensorflow/tfjs';
 import { spreadScheduler } from './custom/spread-scheduler.js';
+import { webSocketTransport } from './custom/websocket-transport.js';
 
 await initBackend();
 const dir = await mkdtemp(join(tmpdir(), 'dinfer-smoke-'));
@@ -27,6 +28,7 @@ const master = await startMaster({
   model: join(dir, 'model', 'model.json'),
   stages: 2,
   profile: false,
+  transport: webSocketTransport(),
   scheduler: spreadScheduler(),
   token,
   httpHost: '127.0.0.1',
@@ -36,7 +38,13 @@ const master = await startMaster({
 });
 const workers = await Promise.all(
   ['smoke-a', 'smoke-b'].map((name) =>
-    startWorkerProcess({ master: master.clusterAddress, token, name, cacheDir: join(dir, name) }),
+    startWorkerProcess({
+      master: master.clusterAddress,
+      transport: webSocketTransport(),
+      token,
+      name,
+      cacheDir: join(dir, name),
+    }),
   ),
 );
 await master.ready;
@@ -64,10 +72,12 @@ if (got.length !== expected.length || worst > 1e-5) {
   throw new Error(`the cluster's answer differs from predict by ${worst}`);
 }
 const stages = master.coordinator.status().stages.map((s) => s.replicas.length);
+if (master.coordinator.status().workers.some((w) => !w.address.length))
+  throw new Error('a worker has no address');
 if (stages.length !== 2 || stages.some((n) => n < 1))
   throw new Error(`expected 2 served stages, got ${stages}`);
 console.log(
-  `cluster: 2 stages on ${workers.length} workers, answer equals predict (max error ${worst.toExponential(2)})`,
+  `cluster over websocket: 2 stages on ${workers.length} workers, answer equals predict (max error ${worst.toExponential(2)})`,
 );
 
 for (const worker of workers) await worker.worker.stop();
