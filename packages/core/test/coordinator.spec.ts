@@ -68,7 +68,6 @@ async function startCluster(
         name,
         cacheDir,
         capabilities: caps,
-        heartbeat: false,
         reconnect: false,
       });
       await worker.start();

@@ -32,7 +32,7 @@ interface Beat {
 }
 
 /** A receiver that records beats, timeouts and metric increments. */
-async function receiver(options: { token?: string; timeoutMs?: number; host?: string } = {}) {
+async function receiver(options: { timeoutMs?: number; host?: string } = {}) {
   const beats: Beat[] = [];
   const timeouts: string[] = [];
   const counters = new Map<string, number>();
@@ -47,7 +47,6 @@ async function receiver(options: { token?: string; timeoutMs?: number; host?: st
   const rx = await createHeartbeatReceiver({
     port: 0,
     host: options.host ?? '127.0.0.1',
-    token: options.token,
     timeoutMs: options.timeoutMs,
     onBeat: (workerId, load, info) => beats.push({ workerId, load, info }),
     onTimeout: (workerId) => timeouts.push(workerId),
@@ -61,12 +60,12 @@ async function receiver(options: { token?: string; timeoutMs?: number; host?: st
 function sender(
   rx: HeartbeatReceiver,
   workerId: string,
-  options: { token?: string; host?: string; load?: () => WorkerLoad } = {},
+  options: { key?: string; host?: string; load?: () => WorkerLoad } = {},
 ) {
   const tx = createHeartbeatSender({
     host: options.host ?? '127.0.0.1',
     port: rx.port,
-    token: options.token,
+    key: options.key,
     workerId,
     intervalMs: 40,
     getLoad: options.load ?? (() => LOAD),
@@ -121,11 +120,20 @@ describe('heartbeat packet', () => {
     const p = payload();
     const signed = encodeHeartbeat(p, TOKEN);
     expect(signed.equals(handSigned(JSON.stringify(p), TOKEN))).toBe(true);
-    expect(decodeHeartbeat(signed, TOKEN)).toEqual({ ok: true, payload: p, signed: true });
+    expect(decodeHeartbeat(signed, () => TOKEN)).toEqual({ ok: true, payload: p, signed: true });
     const unsigned = encodeHeartbeat(p);
     expect(decodeHeartbeat(unsigned)).toEqual({ ok: true, payload: p, signed: false });
-    expect(decodeHeartbeat(unsigned, TOKEN)).toMatchObject({ ok: false, reason: 'unsigned' });
-    expect(decodeHeartbeat(signed, 'other-token')).toMatchObject({ ok: false, reason: 'forged' });
+    expect(decodeHeartbeat(unsigned, () => 'unsigned')).toEqual({ ok: true, payload: p, signed: false });
+    expect(decodeHeartbeat(unsigned, () => TOKEN)).toMatchObject({ ok: false, reason: 'unsigned' });
+    expect(decodeHeartbeat(signed, () => 'other-token')).toMatchObject({ ok: false, reason: 'forged' });
+    // The key is the one of the worker the payload names; an unknown worker is refused.
+    const keys = new Map([[p.workerId, TOKEN]]);
+    expect(decodeHeartbeat(signed, (id) => keys.get(id))).toMatchObject({ ok: true });
+    const other = encodeHeartbeat({ ...p, workerId: 'w-other' }, TOKEN);
+    expect(decodeHeartbeat(other, (id) => keys.get(id))).toMatchObject({
+      ok: false,
+      reason: 'unknown-worker',
+    });
   });
 
   it('refuses to encode invalid or oversized payloads', () => {
@@ -165,16 +173,17 @@ describe('heartbeat packet', () => {
       [Buffer.alloc(HEARTBEAT_MAX_PACKET_BYTES + 1, 0x44), 'too-large'],
     ];
     for (const [packet, reason] of cases) {
-      expect(decodeHeartbeat(packet, TOKEN)).toMatchObject({ ok: false, reason });
+      expect(decodeHeartbeat(packet, () => TOKEN)).toMatchObject({ ok: false, reason });
     }
   });
 });
 
 describe('heartbeat sender and receiver', () => {
   it('delivers signed beats with the load and updates lastSeen', async () => {
-    const { rx, beats } = await receiver({ token: TOKEN });
+    const { rx, beats } = await receiver();
+    rx.watch('w1', TOKEN);
     let queue = 0;
-    const tx = sender(rx, 'w1', { token: TOKEN, load: () => ({ ...LOAD, queueLength: queue++ }) });
+    const tx = sender(rx, 'w1', { key: TOKEN, load: () => ({ ...LOAD, queueLength: queue++ }) });
     expect(rx.lastSeen('w1')).toBeUndefined();
     const before = Date.now();
     tx.start();
@@ -193,8 +202,9 @@ describe('heartbeat sender and receiver', () => {
     expect(rx.accepted).toBe(beats.length);
   });
 
-  it('ignores forged, unsigned, replayed, stale and garbage datagrams', async () => {
-    const { rx, beats, count } = await receiver({ token: TOKEN });
+  it('ignores forged, unsigned, unknown, replayed, stale and garbage datagrams', async () => {
+    const { rx, beats, count } = await receiver();
+    rx.watch('w-raw', TOKEN);
     const send = await rawSocket();
     const now = Date.now();
     const first = payload({ workerId: 'w-raw', seq: 5, sentAt: now });
@@ -218,7 +228,8 @@ describe('heartbeat sender and receiver', () => {
       handSigned(JSON.stringify({ ...first, seq: 10, load: { ...LOAD, cpu: 'NaN' } }), TOKEN),
       rx.port,
     );
-    await until(() => rx.rejected === 10);
+    await send(encodeHeartbeat({ ...first, workerId: 'w-unwatched', seq: 12 }, TOKEN), rx.port); // unknown
+    await until(() => rx.rejected === 11);
 
     expect(beats).toHaveLength(1);
     expect(count('replayed')).toBe(3);
@@ -226,6 +237,7 @@ describe('heartbeat sender and receiver', () => {
     expect(count('unsigned')).toBe(1);
     expect(count('stale')).toBe(2);
     expect(count('malformed')).toBe(3);
+    expect(count('unknown-worker')).toBe(1);
     expect(count('accepted')).toBe(1);
 
     // A fresh, correctly signed beat of the same run is still accepted after all that.
@@ -234,8 +246,9 @@ describe('heartbeat sender and receiver', () => {
     expect(beats[1]!.info.seq).toBe(11);
   });
 
-  it('accepts unsigned and signed beats when it has no token', async () => {
+  it('accepts unsigned and signed beats of a worker watched without a key (a cluster with no credential)', async () => {
     const { rx, beats } = await receiver();
+    rx.watch('w-raw', 'unsigned');
     const send = await rawSocket();
     await send(encodeHeartbeat(payload({ seq: 1 })), rx.port);
     await send(encodeHeartbeat(payload({ seq: 2 }), 'any-token'), rx.port);
@@ -245,11 +258,11 @@ describe('heartbeat sender and receiver', () => {
   });
 
   it('reports a silent watched worker once, and re-arms after a beat', async () => {
-    const { rx, beats, timeouts } = await receiver({ token: TOKEN, timeoutMs: 300 });
-    rx.watch('ghost');
-    const tx = sender(rx, 'alive', { token: TOKEN });
+    const { rx, beats, timeouts } = await receiver({ timeoutMs: 300 });
+    rx.watch('ghost', TOKEN);
+    const tx = sender(rx, 'alive', { key: TOKEN });
+    rx.watch('alive', TOKEN);
     tx.start();
-    rx.watch('alive');
     await sleep(700);
     expect(timeouts).toEqual(['ghost']); // once, although two timeout periods passed
     expect(beats.length).toBeGreaterThan(5);
@@ -272,15 +285,16 @@ describe('heartbeat sender and receiver', () => {
   });
 
   it('accepts a restarted sender (new run) with a lower seq', async () => {
-    const { rx, beats } = await receiver({ token: TOKEN });
-    const first = sender(rx, 'w-restart', { token: TOKEN });
+    const { rx, beats } = await receiver();
+    rx.watch('w-restart', TOKEN);
+    const first = sender(rx, 'w-restart', { key: TOKEN });
     first.start();
     await until(() => beats.length >= 3);
     await first.stop();
     const maxSeqBefore = Math.max(...beats.map((b) => b.info.seq));
     const countBefore = beats.length;
     await sleep(5); // a new process starts at a later time
-    const second = sender(rx, 'w-restart', { token: TOKEN });
+    const second = sender(rx, 'w-restart', { key: TOKEN });
     second.start();
     await until(() => beats.length >= countBefore + 2);
     await second.stop();
@@ -293,15 +307,17 @@ describe('heartbeat sender and receiver', () => {
   });
 
   it('works over udp6 and resolves host names', async () => {
-    const { rx, beats } = await receiver({ token: TOKEN, host: '::1' });
-    const tx = sender(rx, 'w6', { token: TOKEN, host: '::1' });
+    const { rx, beats } = await receiver({ host: '::1' });
+    rx.watch('w6', TOKEN);
+    const tx = sender(rx, 'w6', { key: TOKEN, host: '::1' });
     tx.start();
     await until(() => beats.length >= 1);
     await tx.stop();
     expect(beats[0]!.info.address).toBe('::1');
 
-    const v4 = await receiver({ token: TOKEN });
-    const named = sender(v4.rx, 'w-named', { token: TOKEN, host: 'localhost' });
+    const v4 = await receiver();
+    v4.rx.watch('w-named', TOKEN);
+    const named = sender(v4.rx, 'w-named', { key: TOKEN, host: 'localhost' });
     named.start();
     // localhost may resolve to ::1 on some systems, where a udp4 receiver cannot hear it.
     const { lookup } = await import('node:dns/promises');
@@ -318,7 +334,7 @@ describe('heartbeat sender and receiver', () => {
     const base = {
       host: '127.0.0.1',
       port: 9,
-      token: TOKEN,
+      key: TOKEN,
       workerId: 'w',
       intervalMs: 10,
       getLoad: () => LOAD,
@@ -328,7 +344,7 @@ describe('heartbeat sender and receiver', () => {
       { port: 70000 },
       { workerId: '' },
       { intervalMs: 0 },
-      { token: '' },
+      { key: '' },
       { host: '' },
     ]) {
       expect(() => createHeartbeatSender({ ...base, ...bad })).toThrow(/heartbeat|workerId/);
@@ -347,10 +363,11 @@ describe('heartbeat sender and receiver', () => {
   });
 
   it('skips a beat when getLoad throws or returns an invalid load, and keeps going', async () => {
-    const { rx, beats } = await receiver({ token: TOKEN });
+    const { rx, beats } = await receiver();
+    rx.watch('w-flaky', TOKEN);
     let calls = 0;
     const tx = sender(rx, 'w-flaky', {
-      token: TOKEN,
+      key: TOKEN,
       load: () => {
         calls++;
         if (calls === 1) throw new Error('boom');
@@ -364,5 +381,51 @@ describe('heartbeat sender and receiver', () => {
     expect(calls).toBeGreaterThanOrEqual(4);
     expect(beats[0]!.info.seq).toBe(0);
     expect(rx.rejected).toBe(0);
+  });
+
+  it("lets only the key of a worker's own session speak for it: another token holder cannot, even claiming a newer run", async () => {
+    const { rx, beats, timeouts, count } = await receiver({ timeoutMs: 400 });
+    const session = 'session-key-of-w1';
+    rx.watch('w1', session);
+    const real = sender(rx, 'w1', { key: session });
+    real.start();
+    await until(() => beats.length >= 2);
+    const send = await rawSocket();
+    // What a second worker of the cluster could send: beats for w1 from a "newer run",
+    // signed with the cluster token or with its own session key.
+    const attack = payload({ workerId: 'w1', boot: 'evilRun', bootAt: Date.now() + 10_000, seq: 1_000_000 });
+    for (let i = 0; i < 20; i++) {
+      await send(encodeHeartbeat({ ...attack, seq: attack.seq + i, sentAt: Date.now() }, TOKEN), rx.port);
+      await send(
+        encodeHeartbeat({ ...attack, seq: attack.seq + i, sentAt: Date.now() }, 'session-key-of-w2'),
+        rx.port,
+      );
+    }
+    await until(() => count('forged') === 40);
+    const accepted = beats.length;
+    await sleep(600);
+    await real.stop();
+    // The real worker's beats never became "replays", and it never timed out.
+    expect(beats.length).toBeGreaterThan(accepted + 3);
+    expect(beats.every((b) => b.info.boot !== 'evilRun')).toBe(true);
+    expect(count('replayed')).toBe(0);
+    expect(timeouts).toEqual([]);
+  });
+
+  it('starts afresh when a worker joins again with a new session key, refusing the old key', async () => {
+    const { rx, beats, count } = await receiver();
+    rx.watch('w1', 'first-session');
+    const first = sender(rx, 'w1', { key: 'first-session' });
+    first.start();
+    await until(() => beats.length >= 2);
+    rx.watch('w1', 'second-session');
+    await until(() => count('forged') >= 1);
+    await first.stop();
+    const second = sender(rx, 'w1', { key: 'second-session' });
+    const before = beats.length;
+    second.start();
+    await until(() => beats.length >= before + 2);
+    await second.stop();
+    expect(beats.slice(before)[0]!.info.seq).toBe(0);
   });
 });

@@ -61,7 +61,6 @@ async function joinedWorker(): Promise<{
     master: 'memory:master',
     cacheDir,
     capabilities: caps,
-    heartbeat: false,
     reconnect: false,
   });
   cleanups.push(

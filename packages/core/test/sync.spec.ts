@@ -78,7 +78,6 @@ async function startCluster(chunkBytes: number): Promise<Cluster> {
         master: address,
         cacheDir: dir,
         capabilities: caps,
-        heartbeat: false,
         reconnect: false,
       });
       cluster.workers.push(worker);
@@ -195,7 +194,6 @@ describe('shard sync through the coordinator', () => {
       master: cluster.address,
       cacheDir: dir,
       capabilities: caps,
-      heartbeat: false,
       reconnect: false,
     });
     cluster.workers.push(second);

@@ -11,6 +11,7 @@ import type { Connection } from '../src/connection/connection.js';
 import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
+import { createHeartbeatSender } from '../src/heartbeat/heartbeat-sender.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
 import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
 import {
@@ -540,16 +541,26 @@ describe('createWorker', () => {
     expect(nobody.code).toBe(DinferErrorCode.TRANSPORT_CONNECT);
   });
 
-  it('sends signed UDP heartbeats carrying its load when the master asks for them', async () => {
+  it('sends UDP heartbeats signed with its session key, carrying its load, when the master asks for them', async () => {
     const { master, transport, cacheDir } = await setup();
     const socket = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
     cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
     master.heartbeatPort = socket.address().port;
     const packet = new Promise<Buffer>((resolve) => socket.once('message', resolve));
-    const w = worker(transport, cacheDir, { token: TOKEN, heartbeatHost: '127.0.0.1' });
+    const joined = master.nextJoin();
+    const w = worker(transport, cacheDir, {
+      token: TOKEN,
+      heartbeatHost: '127.0.0.1',
+      heartbeats: createHeartbeatSender,
+    });
     await w.start();
-    const decoded = decodeHeartbeat(await packet, TOKEN);
+    const session = (await joined).session!;
+    expect(session.authenticated).toBe(true);
+    const received = await packet;
+    // Signed with the session key of this worker's connection, not with the cluster token.
+    const decoded = decodeHeartbeat(received, () => session.key);
+    expect(decodeHeartbeat(received, () => TOKEN)).toMatchObject({ ok: false, reason: 'forged' });
     expect(decoded.ok).toBe(true);
     if (decoded.ok) {
       expect(decoded.signed).toBe(true);

@@ -279,7 +279,7 @@ describe.each(TRANSPORTS)('cluster failures over %s', (transport) => {
     );
   });
 
-  it('forged and unsigned UDP heartbeats are ignored', async () => {
+  it('forged, unsigned and token-signed UDP heartbeats claiming a real worker are ignored', async () => {
     const { master } = await cluster(transport, 2);
     const target = await waitFor(
       'a heartbeat from a worker',
@@ -325,16 +325,28 @@ describe.each(TRANSPORTS)('cluster failures over %s', (transport) => {
       expect(seen.queueLength).not.toBe(absurd.queueLength);
       expect(seen.cpu).not.toBe(absurd.cpu);
 
-      // Control: the same packet signed with the cluster token is taken, so the check above means something.
+      // What another worker of the cluster could send: the packet signed with the cluster
+      // token itself. Beats speak for a worker only with its own connection's session key, so
+      // this is refused as forged too, and the worker's load stays its own.
+      const forgedByToken = await counter('forged');
       await send(encodeHeartbeat(payload(3), master.token));
       await waitFor(
-        'the genuinely signed beat to be accepted',
-        () =>
-          master.coordinator.status().workers.find((w) => w.id === target.id)?.queueLength ===
-          absurd.queueLength,
+        'the token-signed beat to be rejected',
+        async () => (await counter('forged')) > forgedByToken,
         5000,
-        5,
+        10,
       );
+      const after = master.coordinator.status().workers.find((w) => w.id === target.id)!;
+      expect(after.queueLength).not.toBe(absurd.queueLength);
+      // Control: the worker's own (session-signed) beats are still taken after all that.
+      const acceptedBefore = await counter('accepted');
+      await waitFor(
+        "the worker's own beats to keep arriving",
+        async () => (await counter('accepted')) > acceptedBefore,
+        10_000,
+        20,
+      );
+      expect(master.coordinator.status().workers.some((w) => w.id === target.id)).toBe(true);
     } finally {
       socket.close();
     }

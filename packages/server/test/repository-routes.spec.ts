@@ -144,7 +144,6 @@ beforeAll(async () => {
       name,
       cacheDir: await mkdtemp(path.join(root, `${name}-`)),
       capabilities: { backend: 'wasm', cores: 1, memoryBytes: 1024 ** 3, score: 1 },
-      heartbeat: false,
       reconnect: false,
     });
     await worker.start();

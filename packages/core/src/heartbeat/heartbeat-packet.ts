@@ -6,12 +6,15 @@
  * 0..2   magic 'DHB'
  * 3      format version (1)
  * 4      flags: bit 0 = signed
- * 5..36  HMAC-SHA256(token, bytes 0..4 || payload)   (only when signed)
+ * 5..36  HMAC-SHA256(key, bytes 0..4 || payload)     (only when signed)
  * ...    payload: UTF-8 JSON {@link HeartbeatPayload}
  * ```
  *
- * The tag covers the prefix too, so the flags cannot be flipped. Decoding never throws: it
- * returns a reason, because a receiver must shrug off whatever arrives on its port.
+ * The tag covers the prefix too, so the flags cannot be flipped. The key is the session key
+ * of the worker's authenticated connection to the master (`Connection.session.key`), not the
+ * cluster token: another holder of the token (another worker) cannot speak for this worker.
+ * Decoding never throws: it returns a reason, because a receiver must shrug off whatever
+ * arrives on its port.
  *
  * @module
  */
@@ -58,6 +61,7 @@ export type HeartbeatRejectReason =
   | 'malformed'
   | 'too-large'
   | 'unsigned'
+  | 'unknown-worker'
   | 'forged'
   | 'stale'
   | 'replayed'
@@ -119,17 +123,20 @@ function checkPayload(value: unknown): HeartbeatPayload | string {
   };
 }
 
-function tag(token: string, prefix: Uint8Array, payload: Uint8Array): Buffer {
-  return createHmac('sha256', token).update(prefix).update(payload).digest();
+/** A key that signs heartbeats: a connection's session key (or, for tests, any string). */
+export type HeartbeatKey = Uint8Array | string;
+
+function tag(key: HeartbeatKey, prefix: Uint8Array, payload: Uint8Array): Buffer {
+  return createHmac('sha256', key).update(prefix).update(payload).digest();
 }
 
 /**
- * Encodes one heartbeat datagram, signed with `token` when given.
+ * Encodes one heartbeat datagram, signed with `key` when given.
  *
  * @throws DinferError INVALID_ARGUMENT when the payload is invalid or the datagram would
  * exceed {@link HEARTBEAT_MAX_PACKET_BYTES}.
  */
-export function encodeHeartbeat(payload: HeartbeatPayload, token?: string): Buffer {
+export function encodeHeartbeat(payload: HeartbeatPayload, key?: HeartbeatKey): Buffer {
   const checked = checkPayload(payload);
   if (typeof checked === 'string') {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, `invalid heartbeat: ${checked}`, {
@@ -137,7 +144,7 @@ export function encodeHeartbeat(payload: HeartbeatPayload, token?: string): Buff
     });
   }
   const body = Buffer.from(JSON.stringify(checked), 'utf8');
-  const signed = token !== undefined;
+  const signed = key !== undefined;
   const size = PREFIX_BYTES + (signed ? TAG_BYTES : 0) + body.length;
   if (size > HEARTBEAT_MAX_PACKET_BYTES) {
     throw new DinferError(
@@ -154,7 +161,7 @@ export function encodeHeartbeat(payload: HeartbeatPayload, token?: string): Buff
   packet[4] = signed ? FLAG_SIGNED : 0;
   let offset = PREFIX_BYTES;
   if (signed) {
-    tag(token, packet.subarray(0, PREFIX_BYTES), body).copy(packet, offset);
+    tag(key, packet.subarray(0, PREFIX_BYTES), body).copy(packet, offset);
     offset += TAG_BYTES;
   }
   body.copy(packet, offset);
@@ -162,12 +169,19 @@ export function encodeHeartbeat(payload: HeartbeatPayload, token?: string): Buff
 }
 
 /**
- * Decodes and authenticates one datagram. With a `token`, only packets whose tag verifies
- * (constant-time compare) are accepted; without one, signed and unsigned packets are both
- * accepted and tags are not checked. Freshness and replay are the receiver's business.
- * Never throws.
+ * How a receiver authenticates the beats of one worker: the key its packets must be signed
+ * with, `'unsigned'` to take them without checking (a cluster run without a credential), or
+ * `undefined` for a worker it does not know (refused as `unknown-worker`).
  */
-export function decodeHeartbeat(packet: Uint8Array, token?: string): HeartbeatDecodeResult {
+export type HeartbeatKeyLookup = (workerId: string) => HeartbeatKey | 'unsigned' | undefined;
+
+/**
+ * Decodes and authenticates one datagram: the payload names its worker, and `keyFor` says
+ * how that worker's beats authenticate (see {@link HeartbeatKeyLookup}); a signed packet's
+ * tag is compared in constant time. Without `keyFor`, any well-formed packet is accepted
+ * unchecked. Freshness and replay are the receiver's business. Never throws.
+ */
+export function decodeHeartbeat(packet: Uint8Array, keyFor?: HeartbeatKeyLookup): HeartbeatDecodeResult {
   if (packet.length > HEARTBEAT_MAX_PACKET_BYTES) {
     return {
       ok: false,
@@ -193,13 +207,7 @@ export function decodeHeartbeat(packet: Uint8Array, token?: string): HeartbeatDe
   const bodyStart = PREFIX_BYTES + (signed ? TAG_BYTES : 0);
   if (packet.length <= bodyStart) return { ok: false, reason: 'malformed', message: 'datagram is truncated' };
   const body = packet.subarray(bodyStart);
-  if (token !== undefined) {
-    if (!signed) return { ok: false, reason: 'unsigned', message: 'heartbeat is not signed' };
-    const expected = tag(token, packet.subarray(0, PREFIX_BYTES), body);
-    if (!timingSafeEqual(expected, packet.subarray(PREFIX_BYTES, bodyStart))) {
-      return { ok: false, reason: 'forged', message: 'heartbeat signature does not verify' };
-    }
-  }
+  // The payload (at most 8 KiB) is read first: it names the worker whose key checks the tag.
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
@@ -208,5 +216,18 @@ export function decodeHeartbeat(packet: Uint8Array, token?: string): HeartbeatDe
   }
   const payload = checkPayload(parsed);
   if (typeof payload === 'string') return { ok: false, reason: 'malformed', message: payload };
+  if (keyFor !== undefined) {
+    const key = keyFor(payload.workerId);
+    if (key === undefined) {
+      return { ok: false, reason: 'unknown-worker', message: `no worker ${payload.workerId} is watched` };
+    }
+    if (key !== 'unsigned') {
+      if (!signed) return { ok: false, reason: 'unsigned', message: 'heartbeat is not signed' };
+      const expected = tag(key, packet.subarray(0, PREFIX_BYTES), body);
+      if (!timingSafeEqual(expected, packet.subarray(PREFIX_BYTES, bodyStart))) {
+        return { ok: false, reason: 'forged', message: 'heartbeat signature does not verify' };
+      }
+    }
+  }
   return { ok: true, payload, signed };
 }

@@ -2,6 +2,11 @@
  * The master side of heartbeats: a UDP socket that authenticates beats, drops stale and
  * replayed ones, and reports workers that fall silent.
  *
+ * Authentication: a worker is watched with the session key of its authenticated connection
+ * ({@link HeartbeatReceiver.watch}); only packets signed with that key speak for it, so even
+ * a peer that holds the cluster token cannot forge another worker's beats. Packets for ids
+ * that are not watched are refused.
+ *
  * Replay protection: the receiver remembers, per worker id, the run (`boot`, `bootAt`) and the
  * highest `seq` it accepted. A packet of the same run must carry a higher `seq`; a packet of
  * another run is accepted (as a restart) only when its `bootAt` is not older than the known
@@ -18,7 +23,17 @@ import { DinferError, DinferErrorCode } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
 import type { WorkerLoad } from '../scheduler.js';
-import { decodeHeartbeat, type HeartbeatPayload, type HeartbeatRejectReason } from './heartbeat-packet.js';
+import {
+  decodeHeartbeat,
+  type HeartbeatKey,
+  type HeartbeatPayload,
+  type HeartbeatRejectReason,
+} from './heartbeat-packet.js';
+
+function sameKey(a: HeartbeatKey | 'unsigned', b: HeartbeatKey | 'unsigned'): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b;
+  return a.length === b.length && a.every((byte, i) => byte === b[i]);
+}
 
 /** Default silence after which a watched worker times out, in ms. */
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 30_000;
@@ -43,7 +58,7 @@ export interface HeartbeatInfo {
   readonly boot: string;
   /** True when this beat starts a new run of a worker seen before (the worker restarted). */
   readonly restarted: boolean;
-  /** True when the packet carried a tag (always true when the receiver has a token). */
+  /** True when the packet carried a tag (always true for a worker watched with a key). */
   readonly signed: boolean;
 }
 
@@ -53,8 +68,6 @@ export interface HeartbeatReceiverOptions {
   readonly host?: string | undefined;
   /** Port to bind; 0 picks a free one (see {@link HeartbeatReceiver.port}). */
   readonly port: number;
-  /** Cluster token; when set, only packets signed with it are accepted. */
-  readonly token?: string | undefined;
   /** A watched worker with no accepted beat for this long times out. Default 30 000 ms. */
   readonly timeoutMs?: number | undefined;
   /** How often timeouts are checked. Default `min(1000, timeoutMs / 4)` ms. */
@@ -80,11 +93,13 @@ export interface HeartbeatReceiver {
   /** The bound UDP port. */
   readonly port: number;
   /**
-   * Starts timeout detection for `workerId`; silence is counted from the later of its last
-   * accepted beat and this call. Watching an already watched id does nothing.
+   * Starts accepting beats of `workerId`, signed with `key` (its connection's session key), or
+   * unchecked with `'unsigned'` (a cluster without a credential); silence is counted from the
+   * later of its last accepted beat and this call. Watching it again with another key (the
+   * worker joined again) starts a new run: its replay state is reset.
    */
-  watch(workerId: string): void;
-  /** Stops watching `workerId` and forgets its last-seen time (replay protection remains). */
+  watch(workerId: string, key: HeartbeatKey | 'unsigned'): void;
+  /** Stops watching `workerId`: its beats are refused from now on. */
   forget(workerId: string): void;
   /** Time of the last accepted beat of `workerId` (ms since epoch), if any. */
   lastSeen(workerId: string): number | undefined;
@@ -110,6 +125,8 @@ interface WatchRecord {
   /** Monotonic ms from which silence is counted when no beat has arrived. */
   since: number;
   timedOut: boolean;
+  /** How this worker's beats authenticate. */
+  key: HeartbeatKey | 'unsigned';
 }
 
 function positive(name: string, value: number | undefined, fallback: number): number {
@@ -124,8 +141,8 @@ function positive(name: string, value: number | undefined, fallback: number): nu
 }
 
 /**
- * Binds a heartbeat receiver. Bad datagrams (unsigned when a token is set, forged, malformed,
- * too large, stale, replayed) are counted in {@link HeartbeatReceiver.rejected}, logged at
+ * Binds a heartbeat receiver. Bad datagrams (for workers not watched, unsigned or forged for
+ * workers watched with a key, malformed, too large, stale, replayed) are counted in {@link HeartbeatReceiver.rejected}, logged at
  * debug level and otherwise ignored; nothing a peer sends can make it throw.
  *
  * @throws DinferError INVALID_ARGUMENT for invalid options, TRANSPORT_CONNECT when binding fails.
@@ -138,19 +155,12 @@ export async function createHeartbeatReceiver(options: HeartbeatReceiverOptions)
       `heartbeat port ${options.port} is not in 0..65535`,
     );
   }
-  if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0)) {
-    throw new DinferError(
-      DinferErrorCode.INVALID_ARGUMENT,
-      'heartbeat token must be a non-empty string or undefined',
-    );
-  }
   const timeoutMs = positive('timeoutMs', options.timeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS);
   const checkIntervalMs = positive('checkIntervalMs', options.checkIntervalMs, Math.min(1000, timeoutMs / 4));
   const maxSkewMs = positive('maxSkewMs', options.maxSkewMs, DEFAULT_HEARTBEAT_MAX_SKEW_MS);
   const maxWorkers = positive('maxWorkers', options.maxWorkers, DEFAULT_HEARTBEAT_MAX_WORKERS);
   const logger = options.logger ?? silentLogger;
   const metrics = options.metrics ?? noopMetrics;
-  const token = options.token;
 
   const workers = new Map<string, WorkerRecord>();
   const watched = new Map<string, WatchRecord>();
@@ -200,7 +210,7 @@ export async function createHeartbeatReceiver(options: HeartbeatReceiverOptions)
   };
 
   const onMessage = (packet: Buffer, from: dgram.RemoteInfo): void => {
-    const decoded = decodeHeartbeat(packet, token);
+    const decoded = decodeHeartbeat(packet, (workerId) => watched.get(workerId)?.key);
     if (!decoded.ok) {
       reject(decoded.reason, decoded.message, from);
       return;
@@ -299,17 +309,20 @@ export async function createHeartbeatReceiver(options: HeartbeatReceiverOptions)
   const timer = setInterval(check, checkIntervalMs);
   timer.unref();
   let stopped: Promise<void> | undefined;
-  logger.debug({ host, port, signed: token !== undefined }, 'heartbeat receiver listening');
+  logger.debug({ host, port }, 'heartbeat receiver listening');
 
   return {
     port,
-    watch(workerId) {
-      if (!watched.has(workerId)) watched.set(workerId, { since: performance.now(), timedOut: false });
+    watch(workerId, key) {
+      const current = watched.get(workerId);
+      if (current !== undefined && sameKey(current.key, key)) return;
+      // A new session: its sender starts a new run, and nothing of the old one carries over.
+      workers.delete(workerId);
+      watched.set(workerId, { since: performance.now(), timedOut: false, key });
     },
     forget(workerId) {
       watched.delete(workerId);
-      const record = workers.get(workerId);
-      if (record !== undefined) record.lastSeen = undefined;
+      workers.delete(workerId);
     },
     lastSeen(workerId) {
       return workers.get(workerId)?.lastSeen;

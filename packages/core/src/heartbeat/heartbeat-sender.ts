@@ -11,15 +11,24 @@ import { isIP } from 'node:net';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { type Logger, silentLogger } from '../logger.js';
 import type { WorkerLoad } from '../scheduler.js';
-import { encodeHeartbeat, HEARTBEAT_MAX_WORKER_ID_LENGTH, HEARTBEAT_VERSION } from './heartbeat-packet.js';
+import {
+  encodeHeartbeat,
+  HEARTBEAT_MAX_WORKER_ID_LENGTH,
+  HEARTBEAT_VERSION,
+  type HeartbeatKey,
+} from './heartbeat-packet.js';
 
 /** Options of {@link createHeartbeatSender}. */
 export interface HeartbeatSenderOptions {
   /** The master's heartbeat address: an IPv4/IPv6 literal or a host name (resolved at start). */
   readonly host: string;
   readonly port: number;
-  /** Cluster token that signs every packet; `undefined` sends unsigned packets. */
-  readonly token: string | undefined;
+  /**
+   * Signs every packet: the session key of this worker's connection to the master
+   * (`Connection.session.key`); `undefined` sends unsigned packets (a cluster without a
+   * credential).
+   */
+  readonly key: HeartbeatKey | undefined;
   readonly workerId: string;
   /** Time between two beats, in ms (the first beat leaves at start). */
   readonly intervalMs: number;
@@ -50,9 +59,7 @@ function checkOptions(options: HeartbeatSenderOptions): void {
   if (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535) {
     fail(`heartbeat port ${options.port} is not an integer in 1..65535`);
   }
-  if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0)) {
-    fail('heartbeat token must be a non-empty string or undefined');
-  }
+  if (options.key !== undefined && options.key.length === 0) fail('heartbeat key must not be empty');
   if (typeof options.workerId !== 'string' || options.workerId.length === 0)
     fail('workerId must be a non-empty string');
   if (options.workerId.length > HEARTBEAT_MAX_WORKER_ID_LENGTH) {
@@ -109,7 +116,7 @@ export function createHeartbeatSender(options: HeartbeatSenderOptions): Heartbea
       const load = options.getLoad();
       packet = encodeHeartbeat(
         { v: HEARTBEAT_VERSION, workerId: options.workerId, boot, bootAt, seq, sentAt: Date.now(), load },
-        options.token,
+        options.key,
       );
     } catch (error) {
       logger.warn({ ...context, err: error }, 'heartbeat skipped: could not build the packet');

@@ -3,6 +3,7 @@
  *
  * @module
  */
+import type { HeartbeatReceiver, HeartbeatReceiverOptions } from '../heartbeat/heartbeat-receiver.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Scheduler } from '../scheduler.js';
@@ -18,9 +19,17 @@ export interface CoordinatorOptions {
   readonly listen: string;
   /** Default: round-robin. */
   readonly scheduler?: Scheduler | undefined;
-  /** Signed UDP heartbeats. Needs `token` to sign; disabled when `enabled` is false. */
+  /**
+   * Heartbeats from workers beside the connection (workers sign them with their connection's
+   * session key). Off unless `receiver` is given: `createHeartbeatReceiver` from
+   * `@dinfer/core/node` receives signed UDP datagrams. Without heartbeats the master's health
+   * pings (which carry the worker's load) still watch every worker.
+   */
   readonly heartbeat?:
     | {
+        /** Binds the receiver (e.g. `createHeartbeatReceiver` from `@dinfer/core/node`). */
+        readonly receiver?: ((options: HeartbeatReceiverOptions) => Promise<HeartbeatReceiver>) | undefined;
+        /** Set false to keep the receiver off although one is given. */
         readonly enabled?: boolean | undefined;
         /** UDP port; default: the cluster port. */
         readonly port?: number | undefined;

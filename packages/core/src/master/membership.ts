@@ -8,7 +8,7 @@
 import type { Connection } from '../connection/connection.js';
 import { listenForConnections } from '../connection/listen-for-connections.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { createHeartbeatReceiver } from '../heartbeat/heartbeat.js';
+import type { HeartbeatReceiver } from '../heartbeat/heartbeat-receiver.js';
 import { messageEnvelope, parseMessage } from '../protocol/messages.js';
 import type { Listener } from '../transport.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
@@ -30,7 +30,7 @@ export class Membership {
   readonly #ctx: CoordinatorContext;
   readonly #hooks: MembershipHooks;
   #listener: Listener | undefined;
-  #heartbeats: Awaited<ReturnType<typeof createHeartbeatReceiver>> | undefined;
+  #heartbeats: HeartbeatReceiver | undefined;
   #pingTimer: ReturnType<typeof setInterval> | undefined;
   #nextWorker = 1;
 
@@ -54,12 +54,11 @@ export class Membership {
     // listener without a host:port address (e.g. in-memory) gets none unless a port is given.
     const listenPort = Number(this.#listener.address.slice(this.#listener.address.lastIndexOf(':') + 1));
     const port = hb?.port ?? (Number.isInteger(listenPort) ? listenPort : undefined);
-    if (hb?.enabled !== false && port !== undefined) {
-      this.#heartbeats = await createHeartbeatReceiver({
+    if (hb?.receiver !== undefined && hb.enabled !== false && port !== undefined) {
+      this.#heartbeats = await hb.receiver({
         host: hb?.host ?? hostOf(this.#listener.address),
         port,
-        token: options.token,
-        timeoutMs: hb?.timeoutMs ?? 30_000,
+        timeoutMs: hb.timeoutMs ?? 30_000,
         logger: log,
         metrics: this.#ctx.metrics,
         onBeat: (workerId, load) => {
@@ -129,7 +128,8 @@ export class Membership {
         );
       }
       const join = parseMessage(request.header, 'join');
-      const id = `w${this.#nextWorker++}`;
+      // An ordinal to read, a random part so that ids cannot be guessed ahead of a join.
+      const id = `w${this.#nextWorker++}-${randomHex(4)}`;
       const joined = new RemoteWorker({
         id,
         name: join.name,
@@ -140,7 +140,9 @@ export class Membership {
       });
       worker = joined;
       this.workers.set(id, joined);
-      this.#heartbeats?.watch(id);
+      // Only packets signed with this connection's session key speak for this worker.
+      const session = connection.session;
+      this.#heartbeats?.watch(id, session?.authenticated ? session.key : 'unsigned');
       log.info(
         { worker: id, name: join.name, address: connection.remoteAddress, ...join.capabilities },
         'worker joined',
@@ -202,6 +204,12 @@ export class Membership {
 function heartbeatIntervalMs(hb: CoordinatorOptions['heartbeat']): number {
   if (hb?.intervalMs !== undefined) return hb.intervalMs;
   return Math.max(1, Math.min(2000, Math.floor((hb?.timeoutMs ?? 30_000) / 3)));
+}
+
+function randomHex(bytes: number): string {
+  return Array.from(globalThis.crypto.getRandomValues(new Uint8Array(bytes)), (b) =>
+    b.toString(16).padStart(2, '0'),
+  ).join('');
 }
 
 function hostOf(address: string): string {

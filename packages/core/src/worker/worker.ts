@@ -18,7 +18,7 @@ import {
 import type { Connection, RequestContext } from '../connection/connection.js';
 import { dialConnection } from '../connection/dial-connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
-import { createHeartbeatSender, type HeartbeatSender } from '../heartbeat/heartbeat-sender.js';
+import type { HeartbeatSender, HeartbeatSenderOptions } from '../heartbeat/heartbeat-sender.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
 import { createBlobStore } from '../node/disk-blob-store.js';
@@ -60,8 +60,12 @@ export interface WorkerOptions {
   readonly queueLimit?: number | undefined;
   /** Declared capabilities. Default: measured at start with `measureCapabilities()`. */
   readonly capabilities?: WorkerCapabilities | undefined;
-  /** Send UDP heartbeats when the master asks for them (`joined.heartbeatPort > 0`). Default true. */
-  readonly heartbeat?: boolean | undefined;
+  /**
+   * Sends heartbeats when the master asks for them (`joined.heartbeatPort > 0`), signed with
+   * this worker's connection session key: `createHeartbeatSender` from `@dinfer/core/node`
+   * sends UDP datagrams. Default: none (the master's health pings carry the load instead).
+   */
+  readonly heartbeats?: ((options: HeartbeatSenderOptions) => HeartbeatSender) | undefined;
   /** Host of the master's heartbeat receiver. Default: the host part of `master`. */
   readonly heartbeatHost?: string | undefined;
   /**
@@ -342,7 +346,12 @@ class Worker implements DinferWorker {
       this.workerId = joined.workerId;
       this.#connection = connection;
       this.#logger.info({ workerId: joined.workerId, master: this.#options.master }, 'joined the master');
-      await this.#startHeartbeat(joined.workerId, joined.heartbeatPort, joined.heartbeatIntervalMs);
+      await this.#startHeartbeat(
+        connection,
+        joined.workerId,
+        joined.heartbeatPort,
+        joined.heartbeatIntervalMs,
+      );
       void connection.closed.then((error) => this.#onDisconnect(connection, error));
       this.#setState('ready');
     } catch (error) {
@@ -351,18 +360,25 @@ class Worker implements DinferWorker {
     }
   }
 
-  async #startHeartbeat(workerId: string, port: number, intervalMs: number): Promise<void> {
+  async #startHeartbeat(
+    connection: Connection,
+    workerId: string,
+    port: number,
+    intervalMs: number,
+  ): Promise<void> {
     await this.#stopHeartbeat();
-    if (this.#options.heartbeat === false || port === 0 || intervalMs < 1) return;
+    const heartbeats = this.#options.heartbeats;
+    if (heartbeats === undefined || port === 0 || intervalMs < 1) return;
     const host = this.#options.heartbeatHost ?? addressHost(this.#options.master);
     if (host === undefined) {
       this.#logger.warn({ master: this.#options.master }, 'no heartbeat host: set heartbeatHost');
       return;
     }
-    this.#heartbeat = createHeartbeatSender({
+    const session = connection.session;
+    this.#heartbeat = heartbeats({
       host,
       port,
-      token: this.#options.token,
+      key: session?.authenticated ? session.key : undefined,
       workerId,
       intervalMs,
       getLoad: () => this.load(),

@@ -79,7 +79,6 @@ async function startCluster(): Promise<Cluster> {
         token: TOKEN,
         cacheDir: dir,
         capabilities: { backend: tf.getBackend(), cores: 1, memoryBytes: 8 * 2 ** 30, score: 1 },
-        heartbeat: false,
         reconnect: false,
       });
       workers.push(worker);

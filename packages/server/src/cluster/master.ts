@@ -13,6 +13,7 @@ import {
   type CoordinatorEvent,
   cachingService,
   createCoordinator,
+  createHeartbeatReceiver,
   type Deployment,
   type DeploymentSpec,
   DinferError,
@@ -182,6 +183,8 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
     token,
     scheduler,
     heartbeat: {
+      // Signed UDP datagrams beside each worker's connection.
+      receiver: createHeartbeatReceiver,
       timeoutMs: options.heartbeatTimeoutMs ?? setting('heartbeatTimeoutMs'),
       intervalMs: options.heartbeatIntervalMs,
     },

@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BackendInfo,
+  createHeartbeatSender,
   createWorker,
   type DinferWorker,
   initBackend,
@@ -67,6 +68,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     cacheDir,
     cacheMaxBytes: options.cacheMaxBytes,
     queueLimit: options.queueLimit,
+    // Signed UDP datagrams beside the connection, when the master asks for them.
+    heartbeats: createHeartbeatSender,
     logger: options.logger,
     capabilities:
       options.memoryBytes === undefined
