@@ -66,7 +66,8 @@ describe('per-worker metric series', () => {
     try {
       worker = await startWorkerProcess({ master: master.clusterAddress, token, backend: 'cpu' });
       await master.ready;
-      const id = worker.worker.workerId;
+      const id = worker.worker.workerId ?? '';
+      expect(id).not.toBe('');
       const answer = await master.service.infer('tiny', [
         { name: 'x', dtype: 'float32', shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) },
       ]);

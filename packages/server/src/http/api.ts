@@ -23,6 +23,13 @@ import { recordInferenceRequests } from '../status/inference-recorder.js';
 import { createRequestWindow } from '../status/request-window.js';
 import { registerImageInput } from './image-input.js';
 import { markArrival } from './infer-for-request.js';
+import { registerJsonBody } from './json-body.js';
+import {
+  checkJsonLimits,
+  type DEFAULT_JSON_MAX_DEPTH,
+  type DEFAULT_JSON_MAX_VALUES,
+  type JsonLimits,
+} from './json-limits.js';
 import { registerOctetStreamBody } from './kserve-binary.js';
 import { registerKServe } from './kserve-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
@@ -59,6 +66,22 @@ export interface HttpApiOptions {
   readonly preprocess?: PreprocessOption | undefined;
   /** Largest image `POST /api/infer` decodes, in pixels. Default 40 megapixels. */
   readonly maxImagePixels?: number | undefined;
+  /**
+   * Largest image for a model input of fixed height and width, in image pixels per input
+   * pixel (never below one megapixel), checked from the image header before decoding.
+   * Default 256 (16 times the input's height and width).
+   */
+  readonly maxImagePixelRatio?: number | undefined;
+  /**
+   * Deepest nesting of arrays and objects in a JSON body (and the JSON part of a binary
+   * request), checked before parsing. Default {@link DEFAULT_JSON_MAX_DEPTH}.
+   */
+  readonly jsonMaxDepth?: number | undefined;
+  /**
+   * Most values (opening brackets plus commas) in a JSON body, checked before parsing; it also
+   * bounds the tensors read from it. Default {@link DEFAULT_JSON_MAX_VALUES}.
+   */
+  readonly jsonMaxValues?: number | undefined;
   /** Serves the model repository routes `/v2/repository/*` (index, load, unload) over it. */
   readonly repository?: RepositoryRoutesTarget | undefined;
 }
@@ -76,7 +99,7 @@ function formatBytes(bytes: number): string {
  * `Retry-After`, 504 timeout). Each answer carries `x-request-id` (taken from the request
  * header when present), which is also passed to the service.
  *
- * @throws DinferError INVALID_ARGUMENT for an invalid body limit or timeout.
+ * @throws DinferError INVALID_ARGUMENT for an invalid body limit, timeout or JSON bound.
  */
 export function createHttpApi(service: InferenceService, options: HttpApiOptions = {}): FastifyInstance {
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_HTTP_BODY_LIMIT_BYTES;
@@ -93,6 +116,8 @@ export function createHttpApi(service: InferenceService, options: HttpApiOptions
       `requestTimeoutMs ${timeoutMs} must be a positive number`,
     );
   }
+  const jsonLimits: JsonLimits = { maxDepth: options.jsonMaxDepth, maxValues: options.jsonMaxValues };
+  checkJsonLimits(jsonLimits);
   const logger = options.logger ?? false;
   const app = Fastify({
     bodyLimit,
@@ -137,18 +162,22 @@ export function createHttpApi(service: InferenceService, options: HttpApiOptions
   if (options.metrics) registerMetricsRoute(app, options.metrics);
   if (options.statusPage ?? true) registerStatusPage(app);
   checkPreprocessOption(options.preprocess);
+  registerJsonBody(app, bodyLimit, jsonLimits);
   registerOctetStreamBody(app, bodyLimit);
   registerImageInput(app, bodyLimit);
   registerSimpleInfer(app, service, {
     timeoutMs,
     preprocess: options.preprocess,
     maxImagePixels: options.maxImagePixels,
+    maxImagePixelRatio: options.maxImagePixelRatio,
+    jsonLimits,
   });
   if (options.repository) registerRepositoryRoutes(app, options.repository);
   registerKServe(app, service, {
     serverName: options.serverName ?? 'dinfer',
     version: options.version ?? '0.0.0',
     timeoutMs,
+    jsonLimits,
   });
   return app;
 }

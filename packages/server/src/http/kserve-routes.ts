@@ -12,6 +12,7 @@
 import type { InferenceService, ServiceHealth } from '@dinfer/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { inferForRequest } from './infer-for-request.js';
+import type { JsonLimits } from './json-limits.js';
 import {
   BINARY_TENSOR_DATA_EXTENSION,
   readV2Body,
@@ -47,6 +48,8 @@ export interface KServeRoutesOptions {
   readonly serverName: string;
   readonly version: string;
   readonly timeoutMs?: number | undefined;
+  /** The bounds of JSON bodies, also applied to the JSON part of binary requests. */
+  readonly jsonLimits?: JsonLimits | undefined;
 }
 
 /** Registers the v2 routes on `app`. */
@@ -87,8 +90,8 @@ export function registerKServe(
 
   const infer = async (request: FastifyRequest<ModelParams>, reply: FastifyReply) => {
     const model = findServedModel(service, request.params.name, request.params.version);
-    const body = readV2Body(request);
-    const parsed = parseV2Request(body.json, model, body.binary);
+    const body = readV2Body(request, options.jsonLimits);
+    const parsed = parseV2Request(body.json, model, body.binary, body.jsonValues);
     const result = await inferForRequest(
       service,
       model.name,

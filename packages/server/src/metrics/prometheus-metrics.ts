@@ -34,6 +34,8 @@ export interface PrometheusMetrics extends Metrics {
   readonly contentType: string;
   /** The registry in the Prometheus text exposition format. */
   exposition(): Promise<string>;
+  /** Forgets the series of `name` with exactly `labels`; no-op when there is none. */
+  remove(name: string, labels: Record<string, string>): void;
 }
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
