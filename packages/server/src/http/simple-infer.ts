@@ -19,7 +19,7 @@ import {
   type InferResult,
   type ServedModel,
 } from '@dinfer/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import { type PreprocessOption, preprocessConfigFor } from '../preprocess/config.js';
 import { imageToTensor } from '../preprocess/image-to-tensor.js';
 import { jsonInputDType } from './datatypes.js';
@@ -123,6 +123,8 @@ export interface SimpleInferOptions {
   readonly maxImagePixelRatio?: number | undefined;
   /** The JSON body bounds (for the default of the value bound of a body parsed elsewhere). */
   readonly jsonLimits?: JsonLimits | undefined;
+  /** The rate limit hook of inference routes, if any. */
+  readonly limit?: onRequestAsyncHookHandler | undefined;
 }
 
 /** The `?model=` query parameter, when given. */
@@ -131,6 +133,22 @@ function queryModel(query: unknown): string | undefined {
   if (value !== undefined && typeof value !== 'string')
     throw bad('query parameter "model" must be given once');
   return value;
+}
+
+/**
+ * Checks the image bounds of `options`.
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `maxImagePixels` that is not a positive integer or
+ *   a `maxImagePixelRatio` below 1.
+ */
+export function checkSimpleInferOptions(options: SimpleInferOptions): void {
+  const { maxImagePixels, maxImagePixelRatio } = options;
+  if (maxImagePixels !== undefined && (!Number.isSafeInteger(maxImagePixels) || maxImagePixels < 1)) {
+    throw bad(`maxImagePixels ${maxImagePixels} must be a positive integer`);
+  }
+  if (maxImagePixelRatio !== undefined && (!Number.isFinite(maxImagePixelRatio) || maxImagePixelRatio < 1)) {
+    throw bad(`maxImagePixelRatio ${maxImagePixelRatio} must be a number >= 1`);
+  }
 }
 
 /**
@@ -144,16 +162,12 @@ export function registerSimpleInfer(
   service: InferenceService,
   options: SimpleInferOptions = {},
 ): void {
+  checkSimpleInferOptions(options);
   const { timeoutMs, maxImagePixels, maxImagePixelRatio } = options;
-  if (maxImagePixels !== undefined && (!Number.isSafeInteger(maxImagePixels) || maxImagePixels < 1)) {
-    throw bad(`maxImagePixels ${maxImagePixels} must be a positive integer`);
-  }
-  if (maxImagePixelRatio !== undefined && (!Number.isFinite(maxImagePixelRatio) || maxImagePixelRatio < 1)) {
-    throw bad(`maxImagePixelRatio ${maxImagePixelRatio} must be a number >= 1`);
-  }
   const pick = (name: string | undefined) =>
     name === undefined ? defaultServedModel(service) : findServedModel(service, name);
-  app.post('/api/infer', async (request, reply): Promise<SimpleInferResponse> => {
+  const onRequest = options.limit === undefined ? [] : [options.limit];
+  app.post('/api/infer', { onRequest }, async (request, reply): Promise<SimpleInferResponse> => {
     const fromQuery = queryModel(request.query);
     const upload = await readImageUpload(request);
     if (upload !== undefined) {
