@@ -13,7 +13,7 @@ import {
   type Transport,
 } from '@dinfer/core';
 import { socketIoTransport } from '@dinfer/transport-socketio';
-import { tcpTransport } from '@dinfer/transport-tcp';
+import { type TcpTlsOptions, tcpTransport } from '@dinfer/transport-tcp';
 import { describeValue, type ExtensionKind, loadFromModule } from './extension-module.js';
 
 /** Transports the reference deployment ships with. */
@@ -28,6 +28,8 @@ export type TransportOption = TransportKind | Transport;
 /** Options shared by both transports. */
 export interface TransportFactoryOptions {
   readonly token?: string | undefined;
+  /** TLS on the cluster port (tcp only): the master's certificate and key, a worker's CA. */
+  readonly tls?: TcpTlsOptions | undefined;
   /** Largest frame in bytes. Default 512 MiB (a batch of ResNet50 activations fits). */
   readonly maxFrameBytes?: number | undefined;
   /** The dialing side redials by itself (off for workers, whose runtime rejoins instead). */
@@ -43,6 +45,8 @@ export interface TransportFactoryOptions {
 export interface TransportContext {
   /** The cluster token, for a transport that authenticates its connections. */
   readonly token?: string | undefined;
+  /** TLS material from `--tls-cert`/`--tls-key` (master) or `--tls`/`--tls-ca` (worker), if any. */
+  readonly tls?: TcpTlsOptions | undefined;
   /** Largest frame to accept, in bytes. */
   readonly maxFrameBytes: number;
   /** Whether a dialed connection should redial by itself (false on workers: they rejoin). */
@@ -58,6 +62,7 @@ const TRANSPORT: ExtensionKind<Transport> = { name: 'Transport', is: isTransport
 export function transportContext(options: TransportFactoryOptions = {}): TransportContext {
   return {
     token: options.token,
+    tls: options.tls,
     maxFrameBytes: options.maxFrameBytes ?? 512 * 1024 * 1024,
     reconnect: options.reconnect !== false,
     logger: options.logger,
@@ -74,25 +79,56 @@ export function parseTransportKind(value: string): TransportKind {
   );
 }
 
-/** Creates the named transport. */
+/**
+ * Creates the named transport.
+ *
+ * @throws DinferError INVALID_ARGUMENT for TLS with a transport other than tcp.
+ */
 export function createTransport(kind: TransportKind, options: TransportFactoryOptions = {}): Transport {
-  const { reconnect, ...common } = transportContext(options);
-  if (kind === 'tcp') return tcpTransport({ ...common, ...(reconnect ? {} : { reconnect: false }) });
+  const { reconnect, tls, ...common } = transportContext(options);
+  if (kind === 'tcp') {
+    return tcpTransport({
+      ...common,
+      ...(tls === undefined ? {} : { tls }),
+      ...(reconnect ? {} : { reconnect: false }),
+    });
+  }
+  if (tls !== undefined) throw tlsNeedsTcp(kind);
   return socketIoTransport({ ...common, reconnection: reconnect });
 }
 
+function tlsNeedsTcp(what: string): DinferError {
+  return new DinferError(
+    DinferErrorCode.INVALID_ARGUMENT,
+    `TLS on the cluster port needs the tcp transport (--transport tcp), not ${what}; a transport of your own gets the TLS files in its context`,
+  );
+}
+
 /**
- * The transport of `option`: the named built-in one, or the given `Transport` itself.
+ * Checks a transport option: a built-in name, or a `Transport`.
  *
  * @throws DinferError INVALID_ARGUMENT for anything else, naming what is expected.
  */
-export function resolveTransport(option: unknown, options: TransportFactoryOptions = {}): Transport {
-  if (typeof option === 'string') return createTransport(parseTransportKind(option), options);
+export function checkTransportOption(option: unknown): TransportOption {
+  if (typeof option === 'string') return parseTransportKind(option);
   if (isTransport(option)) return option;
   throw new DinferError(
     DinferErrorCode.INVALID_ARGUMENT,
     `transport: expected ${TRANSPORT_KINDS.map((k) => `"${k}"`).join(', ')} or a Transport (see isTransport in @dinfer/core), got ${describeValue(option)}`,
   );
+}
+
+/**
+ * The transport of `option`: the named built-in one, or the given `Transport` itself.
+ *
+ * @throws DinferError INVALID_ARGUMENT for anything else, naming what is expected, and for
+ *   `options.tls` with a transport that is not the built-in tcp one.
+ */
+export function resolveTransport(option: unknown, options: TransportFactoryOptions = {}): Transport {
+  const checked = checkTransportOption(option);
+  if (typeof checked === 'string') return createTransport(checked, options);
+  if (options.tls !== undefined) throw tlsNeedsTcp(`the Transport "${checked.name}"`);
+  return checked;
 }
 
 /** Makes a transport with the default export of the module `file` (see `loadFromModule`). */

@@ -54,3 +54,24 @@ export async function readTokenFile(file: string, what: string): Promise<string>
   }
   return token;
 }
+
+/**
+ * A secret given either as is or as a file (never both): the file's token when given.
+ *
+ * @param names the two settings' names for the message, e.g. `['--admin-token', '--admin-token-file']`.
+ * @throws DinferError CONFIG_INVALID for both, or a file that cannot be read.
+ */
+export async function secretFromSettings(
+  value: string | undefined,
+  file: string | undefined,
+  what: string,
+  names: readonly [string, string],
+): Promise<string | undefined> {
+  if (value !== undefined && file !== undefined) {
+    throw new DinferError(
+      DinferErrorCode.CONFIG_INVALID,
+      `give ${what} once: ${names[0]} or ${names[1]}, not both`,
+    );
+  }
+  return file === undefined ? value : readTokenFile(file, what);
+}
