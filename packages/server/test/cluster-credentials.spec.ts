@@ -179,6 +179,58 @@ describe('TLS on the cluster port', () => {
     }
   });
 
+  it('dinfer master --tls-cert/--tls-key and dinfer worker --tls-ca serve over TLS', async () => {
+    const token = randomToken();
+    const env = { DINFER_TOKEN: token, DINFER_BACKEND: 'cpu' };
+    const master = spawnCli(
+      'tls-master',
+      [
+        'master',
+        '--model',
+        modelJson,
+        '--stages',
+        '1',
+        '--no-profile',
+        '--no-cache',
+        ...LOOPBACK_MASTER_ARGS,
+        '--tls-cert',
+        tls.tlsCert,
+        '--tls-key',
+        tls.tlsKey,
+      ],
+      env,
+    );
+    const line = (pattern: RegExp) =>
+      waitFor(
+        `the master to print ${pattern}`,
+        () => {
+          if (master.hasExited()) throw new Error(`the master exited:\n${master.output()}`);
+          return master.stdout.map((l) => pattern.exec(l)).find((m) => m !== null) ?? undefined;
+        },
+        60_000,
+      );
+    const [, address] = await line(/^cluster: workers dial (\S+) /);
+    const [, url] = await line(/^HTTP: (\S+) /);
+    const cacheDir = await mkdtemp(path.join(dir, 'tls-worker-'));
+    const worker = spawnCli(
+      'tls-worker',
+      ['worker', '--master', address!, '--tls-ca', path.join(TLS, 'ca.crt'), '--cache-dir', cacheDir],
+      env,
+    );
+    await line(/^ready: serving model "tiny"$/);
+    const res = await fetch(`${url}/v2/models/tiny/infer`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ inputs: [{ name: 'x', shape: [1, 4], datatype: 'FP32', data: INPUT }] }),
+      signal: AbortSignal.timeout(30_000),
+    });
+    expect(res.status).toBe(200);
+    const got = ((await res.json()) as { outputs: { data: number[] }[] }).outputs[0]!.data;
+    for (const [i, g] of got.entries()) expect(Math.abs(g - expected[i]!)).toBeLessThan(1e-5);
+    expect(worker.stdout.join('\n')).toMatch(/^joined /m);
+    await killAllChildren();
+  });
+
   it('refuses TLS files with a transport that cannot use them, and half a key pair', async () => {
     const token = randomToken();
     await expect(

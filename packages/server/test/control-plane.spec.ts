@@ -345,3 +345,24 @@ describe('error answers', () => {
     expect(answers[0]!.body).toMatch(/broken/);
   });
 });
+
+describe('redactPaths', () => {
+  it('shows paths under the repository relative to it and other absolute paths by their last segment', async () => {
+    const { redactPaths } = await import('../src/http/redact-paths.js');
+    const roots = [{ dir: '/srv/models', name: 'the model repository' }];
+    const cases: [string, string][] = [
+      ['no model.json in /srv/models/mnist/3', 'no model.json in mnist/3'],
+      ['model repository not found: /srv/models', 'model repository not found: the model repository'],
+      [
+        "ENOENT: no such file or directory, open '/home/op/weights/group1-shard1of1.bin'",
+        "ENOENT: no such file or directory, open '<path>/group1-shard1of1.bin'",
+      ],
+      ['cannot fetch file:///var/lib/dinfer/m/model.json', 'cannot fetch <path>/model.json'],
+      ['C:\\Users\\op\\models\\model.json is missing', '<path>/model.json is missing'],
+      ['use POST /v2/models/m/infer instead', 'use POST /v2/models/m/infer instead'],
+      ['see http://example.com/a/b for help', 'see http://example.com/a/b for help'],
+      ['a ratio 1/2 and/or 3/4', 'a ratio 1/2 and/or 3/4'],
+    ];
+    for (const [text, want] of cases) expect(redactPaths(text, roots), text).toBe(want);
+  });
+});
