@@ -30,8 +30,13 @@ export const DinferErrorCode = {
   PROTOCOL_VERSION: 'DINFER_ERR_PROTOCOL_VERSION',
   /** A frame exceeds the configured maximum size. */
   FRAME_TOO_LARGE: 'DINFER_ERR_FRAME_TOO_LARGE',
-  /** Authentication with the cluster token failed. */
+  /** Authentication with the cluster token (or the HTTP admin credential) failed or was missing. */
   AUTH_FAILED: 'DINFER_ERR_AUTH_FAILED',
+  /**
+   * A request was refused by policy whoever sends it: an operation switched off, a cross-site
+   * request, a Host header the server does not serve.
+   */
+  FORBIDDEN: 'DINFER_ERR_FORBIDDEN',
   /** The connection closed (locally or by the peer) while an operation was pending. */
   TRANSPORT_CLOSED: 'DINFER_ERR_TRANSPORT_CLOSED',
   /** Dialing or listening failed. */
@@ -48,6 +53,8 @@ export const DinferErrorCode = {
   NO_WORKER: 'DINFER_ERR_NO_WORKER',
   /** A queue is full; the caller should retry later. */
   OVERLOADED: 'DINFER_ERR_OVERLOADED',
+  /** A client sent more requests than its rate limit allows; it should retry later. */
+  RATE_LIMITED: 'DINFER_ERR_RATE_LIMITED',
   /** A cache cannot take the bytes offered without evicting what is in use (pinned). */
   CACHE_FULL: 'DINFER_ERR_CACHE_FULL',
   /** A bytes' hash does not match the expected SHA-256. */

@@ -9,6 +9,12 @@ export interface Metrics {
   observe(name: string, labels: Record<string, string>, value: number): void;
   /** Sets a gauge. */
   set(name: string, labels: Record<string, string>, value: number): void;
+  /**
+   * Forgets the series of metric `name` with exactly these `labels` (e.g. every per-worker
+   * gauge of a worker that left), so it is no longer exported. Optional: a sink that keeps no
+   * series (one that forwards each call) has nothing to forget.
+   */
+  remove?(name: string, labels: Record<string, string>): void;
 }
 
 /** A {@link Metrics} that records nothing. */
@@ -16,4 +22,5 @@ export const noopMetrics: Metrics = {
   increment() {},
   observe() {},
   set() {},
+  remove() {},
 };

@@ -10,8 +10,11 @@ import { DinferErrorCode, isDinferError } from '@dinfer/core';
 export const HTTP_STATUS_BY_ERROR_CODE: Readonly<Partial<Record<DinferErrorCode, number>>> = {
   [DinferErrorCode.INVALID_ARGUMENT]: 400,
   [DinferErrorCode.TENSOR_INVALID]: 400,
+  [DinferErrorCode.AUTH_FAILED]: 401, // with a `WWW-Authenticate` challenge
+  [DinferErrorCode.FORBIDDEN]: 403,
   [DinferErrorCode.UNKNOWN_MODEL]: 404,
   [DinferErrorCode.ROLLOUT_FAILED]: 422, // the version cannot serve; the previous one still does
+  [DinferErrorCode.RATE_LIMITED]: 429, // with `Retry-After`
   [DinferErrorCode.OVERLOADED]: 503,
   [DinferErrorCode.NO_WORKER]: 503,
   [DinferErrorCode.NOT_READY]: 503,
@@ -50,8 +53,8 @@ function retryAfter(details: Record<string, unknown>): number {
 
 /**
  * Converts anything thrown while serving a request into an HTTP error answer.
- * - `DinferError`: status from {@link HTTP_STATUS_BY_ERROR_CODE} (500 otherwise); a 503
- *   carries `Retry-After`.
+ * - `DinferError`: status from {@link HTTP_STATUS_BY_ERROR_CODE} (500 otherwise); a 503 or
+ *   429 carries `Retry-After`, a 401 the `WWW-Authenticate` challenge of `details.challenge`.
  * - An error with a 4xx/5xx `statusCode` (fastify's own, e.g. 413 body too large or 400 bad
  *   JSON): that status and its message.
  * - Anything else: 500 with the error's message.
@@ -59,8 +62,10 @@ function retryAfter(details: Record<string, unknown>): number {
 export function errorToHttp(error: unknown): HttpErrorResponse {
   if (isDinferError(error)) {
     const status = HTTP_STATUS_BY_ERROR_CODE[error.code] ?? 500;
-    const headers: Record<string, string> =
-      status === 503 ? { 'retry-after': String(retryAfter(error.details)) } : {};
+    const headers: Record<string, string> = {};
+    if (status === 503 || status === 429) headers['retry-after'] = String(retryAfter(error.details));
+    const challenge = error.details.challenge;
+    if (status === 401) headers['www-authenticate'] = typeof challenge === 'string' ? challenge : 'Bearer';
     return { status, body: { error: error.message, code: error.code }, headers };
   }
   if (typeof error === 'object' && error !== null) {

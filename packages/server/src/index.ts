@@ -44,6 +44,7 @@ export {
   type DinferConfigInput,
   preprocessSectionSchema,
 } from './config/schema.js';
+export { MIN_TOKEN_LENGTH, TOKEN_ADVICE } from './config/secrets.js';
 export type {
   PerCommand,
   Setting,
@@ -55,9 +56,18 @@ export type {
 export * from './config/settings.js';
 export { readByteCount } from './config/value-schemas.js';
 export * from './errors-to-http.js';
+export { type AdminCredential, adminCredential } from './http/admin-token.js';
 export * from './http/api.js';
+export {
+  DEFAULT_HTTP_BODY_TIMEOUT_MS,
+  DEFAULT_HTTP_IDLE_TIMEOUT_MS,
+  DEFAULT_HTTP_MAX_CONNECTIONS,
+} from './http/connection-limits.js';
+export { DEFAULT_JSON_MAX_DEPTH, DEFAULT_JSON_MAX_VALUES } from './http/json-limits.js';
 export * from './http/metrics-route.js';
+export { DEFAULT_RATE_LIMIT_WINDOW_MS } from './http/rate-limit.js';
 export * from './http/repository-routes.js';
+export { STATUS_ACCESS_MODES, type StatusAccess } from './http/status-access.js';
 export * from './http/status-page.js';
 export * from './http/status-routes.js';
 export * from './metrics/definitions.js';

@@ -189,6 +189,8 @@ describe('commands that serve', () => {
       '--cuts',
       '2',
       '--start-degraded',
+      // Without a token a master runs only when told so.
+      '--insecure',
       ...LOOPBACK_MASTER_ARGS,
     ]);
     await stdoutLine(degraded, /^ready: serving model "tiny"$/);

@@ -282,7 +282,8 @@ describe('wrong transports and schedulers', () => {
     const run = async (...args: string[]) => {
       const err: string[] = [];
       const io: CliIo = { out: () => {}, err: (t) => err.push(t) };
-      return { code: await runCli(['node', 'dinfer', ...args], io), err: err.join('') };
+      // --insecure: without a token the commands would stop at that first.
+      return { code: await runCli(['node', 'dinfer', ...args, '--insecure'], io), err: err.join('') };
     };
     const missing = await run('master', '--model', modelJson, '--transport', './no/such/transport.js');
     expect(missing.code).toBe(1);

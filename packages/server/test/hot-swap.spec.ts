@@ -18,6 +18,8 @@ import type { RepositoryIndexEntry } from '../src/repository/model-repository.js
 import { overflowHead } from './repository-fixtures.js';
 
 const TOKEN = 'hot-swap-test-token';
+/** Model control is on, behind this admin token. */
+const ADMIN_TOKEN = 'hot-swap-test-admin-token';
 const DIGITS = 8;
 
 let root: string;
@@ -110,7 +112,7 @@ async function request(loop: number, n: number): Promise<Answer> {
 async function repositoryLoad(version: string): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${master.httpUrl}/v2/repository/models/mnist/load`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${ADMIN_TOKEN}` },
     body: JSON.stringify({ parameters: { version } }),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -156,6 +158,8 @@ beforeAll(async () => {
     clusterHost: '127.0.0.1',
     clusterPort: 0,
     token: TOKEN,
+    modelControl: true,
+    adminToken: ADMIN_TOKEN,
   });
   for (const name of ['worker-a', 'worker-b']) {
     workers.push(

@@ -69,6 +69,13 @@ function image(seed: number): { nested: number[][][]; flat: Float32Array } {
   return { nested, flat };
 }
 
+/** `nested` with its second value (`[0][0][1]`) replaced by the string `"NaN"`. */
+function withNaNString(nested: number[][][]): unknown[][][] {
+  const copy: unknown[][][] = nested.map((row) => row.map((px) => [...px]));
+  copy[0]![0]![1] = 'NaN';
+  return copy;
+}
+
 function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-5): void {
   expect(actual.length).toBe(expected.length);
   for (let i = 0; i < expected.length; i++) {
@@ -177,10 +184,12 @@ describe('POST /api/infer', () => {
         /input shape \[2,3\] does not match model input \[null,224,224,3\]/,
       ],
       [
-        { input: [[[[1, 'NaN', 3]]]] },
+        // A batch of one image of the model's shape (checked first) whose second value is "NaN".
+        { input: [withNaNString(image(4).nested)] },
         /input\[0\]\[0\]\[0\]\[1\] is the string "NaN"; expected a finite number/,
       ],
-      [{ input: [[1, 2], [3]] }, /ragged/],
+      // An image of the model's shape but for one short row.
+      [{ input: [image(5).nested.map((row, y) => (y === 5 ? row.slice(0, 100) : row))] }, /ragged/],
       [{ input: 'pixels' }, /input must be an array/],
       [{}, /no "input"/],
       [[1, 2, 3], /body must be a JSON object/],

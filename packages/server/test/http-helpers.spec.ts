@@ -137,8 +137,11 @@ describe('errorToHttp', () => {
     const expected: [string, number][] = [
       [DinferErrorCode.INVALID_ARGUMENT, 400],
       [DinferErrorCode.TENSOR_INVALID, 400],
+      [DinferErrorCode.AUTH_FAILED, 401],
+      [DinferErrorCode.FORBIDDEN, 403],
       [DinferErrorCode.UNKNOWN_MODEL, 404],
       [DinferErrorCode.ROLLOUT_FAILED, 422],
+      [DinferErrorCode.RATE_LIMITED, 429],
       [DinferErrorCode.OVERLOADED, 503],
       [DinferErrorCode.NO_WORKER, 503],
       [DinferErrorCode.NOT_READY, 503],
@@ -150,9 +153,10 @@ describe('errorToHttp', () => {
       const answer = errorToHttp(new DinferError(code as DinferErrorCode, `msg ${code}`));
       expect(answer.status).toBe(status);
       expect(answer.body).toEqual({ error: `msg ${code}`, code });
-      expect(answer.headers['retry-after'] !== undefined).toBe(status === 503);
+      expect(answer.headers['retry-after'] !== undefined).toBe(status === 503 || status === 429);
+      expect(answer.headers['www-authenticate'] !== undefined).toBe(status === 401);
     }
-    expect(Object.keys(HTTP_STATUS_BY_ERROR_CODE)).toHaveLength(8);
+    expect(Object.keys(HTTP_STATUS_BY_ERROR_CODE)).toHaveLength(11);
     const overloaded = new DinferError(DinferErrorCode.OVERLOADED, 'busy', {
       details: { retryAfterMs: 2500 },
     });

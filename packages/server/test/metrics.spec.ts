@@ -169,6 +169,20 @@ describe('prometheusMetrics', () => {
     ]);
   });
 
+  it('removes one series, leaving the others of the metric', async () => {
+    const metrics = prometheusMetrics({ collectDefault: false });
+    metrics.set('dinfer_worker_cpu_ratio', { worker: 'w1' }, 0.5);
+    metrics.set('dinfer_worker_cpu_ratio', { worker: 'w2' }, 0.75);
+    metrics.remove('dinfer_worker_cpu_ratio', { worker: 'w1' });
+    // Unknown metrics, undeclared labels and absent series are no-ops, never throws.
+    metrics.remove('dinfer_no_such_metric', { worker: 'w1' });
+    metrics.remove('dinfer_worker_cpu_ratio', { other: 'x' });
+    metrics.remove('dinfer_worker_cpu_ratio', { worker: 'w9' });
+    const text = await metrics.exposition();
+    expect(sample(text, 'dinfer_worker_cpu_ratio{worker="w1"}')).toBeUndefined();
+    expect(sample(text, 'dinfer_worker_cpu_ratio{worker="w2"}')).toBe(0.75);
+  });
+
   it('shares one registry between instances without double registration', async () => {
     const registry = new Registry();
     const a = prometheusMetrics({ registry });

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, truncate } from 'node:fs/promises';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
@@ -27,6 +27,9 @@ import { startRepositoryPoller } from '../src/repository/repository-poller.js';
 import { overflowHead } from './repository-fixtures.js';
 
 const TOKEN = 'repository-routes-token';
+/** Model control is on, behind this admin token. */
+const ADMIN_TOKEN = 'repository-routes-admin-token';
+const ADMIN = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const INPUT = [0.3, -0.7, 1.1, 0.2];
 
 let root: string;
@@ -106,6 +109,7 @@ async function load(name: string, body?: unknown) {
   const res = await app.inject({
     method: 'POST',
     url: `/v2/repository/models/${name}/load`,
+    headers: ADMIN,
     ...(body === undefined ? {} : { payload: body as Record<string, unknown> }),
   });
   return { status: res.statusCode, body: res.json() as Record<string, unknown> };
@@ -150,7 +154,7 @@ beforeAll(async () => {
     workers.push(worker);
   }
   await coordinator.waitUntilReady({ timeoutMs: 60_000 });
-  app = createHttpApi(coordinator, { repository });
+  app = createHttpApi(coordinator, { repository, modelControl: true, adminToken: ADMIN_TOKEN });
 });
 
 afterAll(async () => {
@@ -315,6 +319,7 @@ describe('repository routes', () => {
     const res = await app.inject({
       method: 'POST',
       url: '/v2/repository/models/tiny/unload',
+      headers: ADMIN,
       payload: { parameters: { version: '5' } },
     });
     expect(res.statusCode).toBe(200);
@@ -322,14 +327,23 @@ describe('repository routes', () => {
     const active = await app.inject({
       method: 'POST',
       url: '/v2/repository/models/tiny/unload',
+      headers: ADMIN,
       payload: { parameters: { version: '2' } },
     });
     // The only version left is the active one: unloading it unloads the model.
     expect(active.statusCode).toBe(200);
-    const whole = await app.inject({ method: 'POST', url: '/v2/repository/models/other/unload' });
+    const whole = await app.inject({
+      method: 'POST',
+      url: '/v2/repository/models/other/unload',
+      headers: ADMIN,
+    });
     expect(whole.json()).toEqual({ name: 'other', state: 'UNAVAILABLE' });
     expect((await infer('other')).status).toBe(404);
-    const again = await app.inject({ method: 'POST', url: '/v2/repository/models/other/unload' });
+    const again = await app.inject({
+      method: 'POST',
+      url: '/v2/repository/models/other/unload',
+      headers: ADMIN,
+    });
     expect(again.statusCode).toBe(404);
     const entries = await index();
     expect(stateOf(entries, 'other', '1')).toEqual({ state: 'UNAVAILABLE', reason: REASON_NOT_LOADED });
@@ -348,11 +362,17 @@ describe('dinfer model', () => {
     const out: string[] = [];
     const err: string[] = [];
     const io: CliIo = { out: (t) => out.push(t), err: (t) => err.push(t) };
-    const code = await runCli(['node', 'dinfer', 'model', ...args, '--url', url], io);
+    const code = await runCli(
+      ['node', 'dinfer', 'model', ...args, '--url', url, '--admin-token-file', tokenFile],
+      io,
+    );
     return { code, out: out.join(''), err: err.join('') };
   };
+  let tokenFile = '';
 
   beforeAll(async () => {
+    tokenFile = path.join(root, 'admin-token');
+    await writeFile(tokenFile, `${ADMIN_TOKEN}\n`, { mode: 0o600 });
     url = await app.listen({ host: '127.0.0.1', port: 0 });
   });
 

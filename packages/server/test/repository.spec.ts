@@ -209,7 +209,14 @@ describe('scanRepository', () => {
 });
 
 describe('startMaster with a repository', () => {
-  const ports = { httpHost: '127.0.0.1', httpPort: 0, clusterHost: '127.0.0.1', clusterPort: 0 } as const;
+  // No cluster token: these masters stop at the repository before any worker could join.
+  const ports = {
+    httpHost: '127.0.0.1',
+    httpPort: 0,
+    clusterHost: '127.0.0.1',
+    clusterPort: 0,
+    insecure: true,
+  } as const;
 
   it('takes exactly one of a model and a repository, and polls only a repository', async () => {
     await expectDinferError(
@@ -242,7 +249,10 @@ describe('startMaster with a repository', () => {
   it('is wired into `dinfer master`', async () => {
     const err: string[] = [];
     const io: CliIo = { out: () => {}, err: (t) => err.push(t) };
-    const code = await runCli(['node', 'dinfer', 'master', '--model', 'a.json', '--model-repo', root], io);
+    const code = await runCli(
+      ['node', 'dinfer', 'master', '--model', 'a.json', '--model-repo', root, '--insecure'],
+      io,
+    );
     expect(code).toBe(1);
     expect(err.join('')).toMatch(/DINFER_ERR_INVALID_ARGUMENT: --model and --model-repo exclude each other/);
     const badPoll = await runCli(['node', 'dinfer', 'master', '--model-repo', root, '--poll-repo', '0'], io);

@@ -15,6 +15,17 @@ import { type CoordinatorContext, errorMessage } from './coordinator-context.js'
 import type { CoordinatorOptions } from './coordinator-types.js';
 import { RemoteWorker } from './remote-worker.js';
 
+/**
+ * The metrics with one series per worker (label `worker`): removed with their worker, so the
+ * exposition does not keep the workers that left.
+ */
+export const PER_WORKER_METRICS: readonly string[] = [
+  'dinfer_worker_cpu_ratio',
+  'dinfer_worker_free_memory_bytes',
+  'dinfer_worker_queue_length',
+  'dinfer_worker_breaker_open',
+];
+
 /** What membership tells the rest of the coordinator. */
 export interface MembershipHooks {
   /** A worker joined (called on a microtask after its `joined` reply was produced). */
@@ -114,6 +125,7 @@ export class Membership {
     this.#ctx.log.warn({ worker: worker.id, name: worker.name, reason }, 'worker removed');
     this.#ctx.emit({ type: 'worker.left', workerId: worker.id, reason });
     this.#ctx.metrics.set('ai_active_workers', {}, this.workers.size);
+    for (const name of PER_WORKER_METRICS) this.#ctx.metrics.remove?.(name, { worker: worker.id });
     if (!this.#ctx.stopped) this.#hooks.onChanged();
   }
 

@@ -35,6 +35,25 @@ export function parseDelayMs(value: string): number {
   return n;
 }
 
+/** Parses an integer >= 0 (0 often switches something off). */
+export function parseNonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\s*\d+\s*$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new InvalidArgumentError(`expected an integer >= 0, got "${value}"`);
+  }
+  return n;
+}
+
+/** Parses a comma-separated list of names: `a.example,*.internal`. */
+export function parseNameList(value: string): string[] {
+  const names = value
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length > 0);
+  if (names.length === 0) throw new InvalidArgumentError(`expected comma-separated names, got "${value}"`);
+  return names;
+}
+
 /** Parses a comma-separated list of integers: `12,40,81`. */
 export function parseCutList(value: string): number[] {
   const parts = value.split(',').map((p) => p.trim());

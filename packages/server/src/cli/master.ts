@@ -5,6 +5,8 @@
  * @module
  */
 import { Command } from 'commander';
+import { resolveClusterToken } from '../cluster/cluster-credentials.js';
+import { masterTls } from '../cluster/cluster-tls.js';
 import { type MasterOptions, startMaster } from '../cluster/master.js';
 import { withSettingOptions } from '../config/command-options.js';
 import {
@@ -17,6 +19,7 @@ import { prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import { createClusterReporter, createLogger, readyBanner, untilSignal } from './cluster-output.js';
 import type { CliIo } from './common.js';
 import { nameOf, schedulerOf, transportOf } from './extensions.js';
+import { warnSecretFlags } from './secret-flags.js';
 
 /** The settings `dinfer master` and `dinfer up` share. */
 export type ServeSettings = Pick<
@@ -40,6 +43,20 @@ export function serveSettings(options: ServeSettings): Omit<MasterOptions, 'tran
     httpPort: options.httpPort,
     bodyLimitBytes: options.bodyLimitBytes,
     requestTimeoutMs: options.requestTimeoutMs,
+    bodyTimeoutMs: options.bodyTimeoutMs,
+    idleTimeoutMs: options.idleTimeoutMs,
+    maxConnections: options.maxConnections,
+    rateLimit: options.rateLimit,
+    rateLimitWindowMs: options.rateLimitWindowMs,
+    jsonMaxDepth: options.jsonMaxDepth,
+    jsonMaxValues: options.jsonMaxValues,
+    maxImagePixels: options.maxImagePixels,
+    maxImagePixelRatio: options.maxImagePixelRatio,
+    allowedHosts: options.allowedHosts,
+    modelControl: options.modelControl,
+    adminToken: options.adminToken,
+    adminTokenFile: options.adminTokenFile,
+    statusAccess: options.statusAccess,
     maxBatchSize: options.maxBatchSize,
     maxBatchDelayMs: options.maxBatchDelayMs,
     maxQueue: options.maxQueue,
@@ -52,13 +69,14 @@ export function serveSettings(options: ServeSettings): Omit<MasterOptions, 'tran
 /** Runs `dinfer master` until SIGINT/SIGTERM. */
 export async function runMaster(options: CommandSettings<'master'>, io: CliIo): Promise<void> {
   const logger = createLogger(options.logLevel);
-  const token = options.token;
-  if (!token)
-    io.err(
-      'warning: no cluster token (--token, DINFER_TOKEN or master.cluster.token): any peer may join this cluster',
-    );
+  // The credentials first: a master without them stops before loading anything.
+  const token = await resolveClusterToken(options, 'master');
+  const tls = await masterTls(options);
+  if (token === undefined) {
+    io.err('warning: no cluster token (--insecure): any process that reaches the cluster port may join');
+  }
   const metrics = prometheusMetrics({ logger });
-  const transport = await transportOf(options.transport, { logger, metrics });
+  const transport = await transportOf(options.transport, { tls, logger, metrics });
   const scheduler = await schedulerOf(options.scheduler, { logger, metrics });
   const reporter = createClusterReporter(io);
   const master = await startMaster({
@@ -72,6 +90,9 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
     clusterHost: options.clusterHost,
     clusterPort: options.clusterPort,
     token,
+    insecure: options.insecure,
+    // A built-in transport is made by startMaster, with the TLS files; a module's has them.
+    ...(typeof transport === 'string' ? { tlsCert: options.tlsCert, tlsKey: options.tlsKey } : {}),
     minWorkers: options.minWorkers,
     startDegraded: options.startDegraded,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
@@ -104,6 +125,7 @@ export function masterCommand(io: CliIo): Command {
     .description('serve a model: plan stages, wait for workers, ship shards, answer HTTP')
     .action(async (_flags: unknown, command: Command) => {
       const { options, sources } = await resolveCommandOptions(command, 'master');
+      warnSecretFlags(sources, io);
       if (options.modelRepo === undefined) requireSetting(options, 'master', 'model');
       // --model-repo on the command line beats a model from DINFER_MODEL or the config file.
       else if (sources.model !== undefined && sources.model !== 'flag') options.model = undefined;

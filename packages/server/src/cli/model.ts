@@ -8,12 +8,15 @@
  * dinfer model unload mnist --version 1 --url http://127.0.0.1:8080
  * ```
  *
- * A failed request exits with status 1 and prints the server's error message.
+ * `load` and `unload` need model control on the master and its admin token
+ * (`--admin-token-file`, `$DINFER_ADMIN_TOKEN_FILE` or `$DINFER_ADMIN_TOKEN`). A failed
+ * request exits with status 1 and prints the server's error message.
  *
  * @module
  */
 import { DinferError, DinferErrorCode } from '@dinfer/core';
 import { Command, InvalidArgumentError } from 'commander';
+import { readTokenFile } from '../config/secrets.js';
 import type { LoadOutcome, RepositoryIndexEntry } from '../repository/model-repository.js';
 import { parsePositiveInt } from './arguments.js';
 import { type CliIo, table } from './common.js';
@@ -24,10 +27,24 @@ export const MASTER_URL_ENV = 'DINFER_URL';
 /** `--url` when neither the flag nor {@link MASTER_URL_ENV} gives one. */
 export const DEFAULT_MASTER_URL = 'http://127.0.0.1:8080';
 
+/** Environment variable with the admin token (model control needs it). */
+export const ADMIN_TOKEN_ENV = 'DINFER_ADMIN_TOKEN';
+
+/** Environment variable with the file of the admin token, when `--admin-token-file` is not given. */
+export const ADMIN_TOKEN_FILE_ENV = 'DINFER_ADMIN_TOKEN_FILE';
+
 interface ModelCommandOptions {
   readonly url?: string;
   readonly version?: string;
   readonly timeout: number;
+  readonly adminTokenFile?: string;
+}
+
+/** The admin token to send: `--admin-token-file`, else `$DINFER_ADMIN_TOKEN_FILE`, else `$DINFER_ADMIN_TOKEN`. */
+async function adminTokenOf(options: ModelCommandOptions): Promise<string | undefined> {
+  const file = options.adminTokenFile ?? (process.env[ADMIN_TOKEN_FILE_ENV] || undefined);
+  if (file !== undefined) return readTokenFile(file, 'the admin token');
+  return process.env[ADMIN_TOKEN_ENV] || undefined;
 }
 
 const KNOWN_CODES = new Set<string>(Object.values(DinferErrorCode));
@@ -48,6 +65,8 @@ function parseUrl(value: string): string {
 /**
  * Sends one JSON request to the master and resolves with the parsed answer.
  *
+ * `adminToken` is sent as the bearer token (model control, restricted status routes).
+ *
  * @throws DinferError with the server's code and message for an error answer; TRANSPORT_CONNECT
  *   when the master cannot be reached; TIMEOUT after `timeoutMs`.
  */
@@ -57,16 +76,20 @@ export async function masterRequest<T>(
   route: string,
   body: unknown,
   timeoutMs: number,
+  adminToken?: string,
 ): Promise<T> {
   const url = `${base}${route}`;
   let response: Response;
+  const headers: Record<string, string> = {
+    ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    ...(adminToken === undefined ? {} : { authorization: `Bearer ${adminToken}` }),
+  };
   try {
     response = await fetch(url, {
       method,
       signal: AbortSignal.timeout(timeoutMs),
-      ...(body === undefined
-        ? {}
-        : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
   } catch (error) {
     if (error instanceof Error && error.name === 'TimeoutError') {
@@ -147,7 +170,11 @@ function withConnection(command: Command): Command {
       `the master's HTTP API (default $${MASTER_URL_ENV} or ${DEFAULT_MASTER_URL})`,
       parseUrl,
     )
-    .option('--timeout <ms>', 'give up waiting for the answer after this long', parsePositiveInt, 600_000);
+    .option('--timeout <ms>', 'give up waiting for the answer after this long', parsePositiveInt, 600_000)
+    .option(
+      '--admin-token-file <file>',
+      `file holding the admin token load and unload need (default $${ADMIN_TOKEN_FILE_ENV}, else the token in $${ADMIN_TOKEN_ENV})`,
+    );
 }
 
 const versionBody = (version: string | undefined) =>
@@ -170,6 +197,7 @@ export function modelCommand(io: CliIo): Command {
           route,
           undefined,
           options.timeout,
+          await adminTokenOf(options),
         );
         io.out(formatIndex(entries));
       }),
@@ -186,6 +214,7 @@ export function modelCommand(io: CliIo): Command {
           `/v2/repository/models/${encodeURIComponent(name)}/load`,
           versionBody(options.version),
           options.timeout,
+          await adminTokenOf(options),
         );
         io.out(formatLoad(outcome));
       }),
@@ -202,6 +231,7 @@ export function modelCommand(io: CliIo): Command {
           `/v2/repository/models/${encodeURIComponent(name)}/unload`,
           versionBody(options.version),
           options.timeout,
+          await adminTokenOf(options),
         );
         io.out(
           options.version === undefined

@@ -17,6 +17,7 @@ import type { CliIo } from './common.js';
 import { defaultModel } from './default-model.js';
 import { schedulerOf } from './extensions.js';
 import { serveSettings } from './master.js';
+import { warnSecretFlags } from './secret-flags.js';
 
 /** Runs `dinfer up` until SIGINT/SIGTERM (or until ready, with `--exit-when-ready`). */
 export async function runUp(resolved: ResolvedOptions<'up'>, io: CliIo): Promise<void> {
@@ -68,7 +69,9 @@ export async function runUp(resolved: ResolvedOptions<'up'>, io: CliIo): Promise
 export function upCommand(io: CliIo): Command {
   return withSettingOptions(new Command('up'), 'up')
     .description('start a local cluster: a master and N worker processes on this machine')
-    .action(async (_flags: unknown, command: Command) =>
-      runUp(await resolveCommandOptions(command, 'up'), io),
-    );
+    .action(async (_flags: unknown, command: Command) => {
+      const resolved = await resolveCommandOptions(command, 'up');
+      warnSecretFlags(resolved.sources, io);
+      return runUp(resolved, io);
+    });
 }

@@ -30,7 +30,10 @@ export type LocalClusterTransport = TransportKind | { readonly module: string };
 
 /** Options of {@link startLocalCluster}. */
 export interface LocalClusterOptions
-  extends Omit<MasterOptions, 'token' | 'minWorkers' | 'transport'>,
+  extends Omit<
+      MasterOptions,
+      'token' | 'tokenFile' | 'insecure' | 'tlsCert' | 'tlsKey' | 'minWorkers' | 'transport'
+    >,
     Pick<SettingOptions<'up'>, 'workers' | 'cacheDir'> {
   /** Default `tcp`. A module path is resolved against the working directory. */
   readonly transport?: LocalClusterTransport | undefined;

@@ -33,14 +33,17 @@ import {
   type SettingValue,
   settingDefault,
 } from '../config/resolve.js';
+import { secretFromSettings } from '../config/secrets.js';
 import { createHttpApi } from '../http/api.js';
 import { type PrometheusMetrics, prometheusMetrics } from '../metrics/prometheus-metrics.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
 import { createModelRepository, type ModelRepository } from '../repository/model-repository.js';
 import { type RepositoryPoller, startRepositoryPoller } from '../repository/repository-poller.js';
+import { resolveClusterToken } from './cluster-credentials.js';
+import { masterTls } from './cluster-tls.js';
 import { readLabels } from './labels.js';
 import { resolveScheduler, type SchedulerOption } from './scheduler-factory.js';
-import { resolveTransport, type TransportOption } from './transport-factory.js';
+import { checkTransportOption, resolveTransport, type TransportOption } from './transport-factory.js';
 
 /** The default of master setting `key`, from the settings table. */
 function setting<K extends DefaultedSetting<'master'>>(key: K): SettingValue<'master', K> {
@@ -61,7 +64,8 @@ type CliOnlySettings =
  * names (`model`, `modelRepo`, `httpPort`, `maxBatchSize`, `startDegraded`, ...): see the
  * settings table (`dinfer master --help`) for each and its default. `model` and `modelRepo`
  * exclude each other; with `modelRepo`, `name`, `version`, `labels` and `cuts` apply to no
- * model. `cacheMaxBytes: 0` switches the result cache off.
+ * model. `cacheMaxBytes: 0` switches the result cache off. A master needs a cluster `token`
+ * (or `tokenFile`) of 16 characters or more, unless `insecure`.
  */
 export interface MasterOptions
   extends Omit<SettingOptions<'master', CliOnlySettings>, 'transport' | 'scheduler'> {
@@ -150,7 +154,9 @@ async function prepareSingleModel(
  * Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready).
  *
  * @throws DinferError INVALID_ARGUMENT for a `transport` or `scheduler` that is neither a
- *   built-in name nor an implementation, or for `model` and `modelRepo` both or neither given.
+ *   built-in name nor an implementation, or for `model` and `modelRepo` both or neither given;
+ *   CONFIG_INVALID without a cluster token (and without `insecure`), for a short token, or
+ *   for TLS or token files that cannot be read.
  */
 export async function startMaster(options: MasterOptions): Promise<MasterHandle> {
   if ((options.model === undefined) === (options.modelRepo === undefined)) {
@@ -164,14 +170,17 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   if (options.pollRepoSeconds !== undefined && options.modelRepo === undefined) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, '--poll-repo needs --model-repo');
   }
-  const token = options.token;
-  const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
   // Checked before anything is loaded: a wrong value fails at once.
-  const transport = resolveTransport(options.transport ?? setting('transport'), {
-    logger: options.logger,
-    metrics,
-  });
+  const transportOption = checkTransportOption(options.transport ?? setting('transport'));
   const scheduler = resolveScheduler(options.scheduler ?? setting('scheduler'));
+  const token = await resolveClusterToken(options, 'master');
+  const tls = await masterTls(options);
+  const adminToken = await secretFromSettings(options.adminToken, options.adminTokenFile, 'the admin token', [
+    '--admin-token (DINFER_ADMIN_TOKEN)',
+    '--admin-token-file',
+  ]);
+  const metrics = options.metrics ?? prometheusMetrics({ logger: options.logger });
+  const transport = resolveTransport(transportOption, { tls, logger: options.logger, metrics });
   const step = options.onStep ?? (() => {});
   const backend = await initBackend({ backend: options.backend });
   const single =
@@ -246,6 +255,19 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   const http = createHttpApi(service, {
     requestTimeoutMs: options.requestTimeoutMs ?? setting('requestTimeoutMs'),
     bodyLimitBytes: options.bodyLimitBytes ?? setting('bodyLimitBytes'),
+    bodyTimeoutMs: options.bodyTimeoutMs ?? setting('bodyTimeoutMs'),
+    idleTimeoutMs: options.idleTimeoutMs ?? setting('idleTimeoutMs'),
+    maxConnections: options.maxConnections ?? setting('maxConnections'),
+    rateLimit: options.rateLimit ?? setting('rateLimit'),
+    rateLimitWindowMs: options.rateLimitWindowMs ?? setting('rateLimitWindowMs'),
+    jsonMaxDepth: options.jsonMaxDepth ?? setting('jsonMaxDepth'),
+    jsonMaxValues: options.jsonMaxValues ?? setting('jsonMaxValues'),
+    maxImagePixels: options.maxImagePixels ?? setting('maxImagePixels'),
+    maxImagePixelRatio: options.maxImagePixelRatio ?? setting('maxImagePixelRatio'),
+    allowedHosts: options.allowedHosts,
+    modelControl: options.modelControl ?? setting('modelControl'),
+    adminToken,
+    statusAccess: options.statusAccess ?? setting('statusAccess'),
     serverName: 'dinfer',
     // A pino logger (the CLI's) also logs each HTTP request, its requestId included.
     ...(isFastifyLogger(options.logger) ? { logger: options.logger } : {}),

@@ -13,7 +13,7 @@ import {
   type Transport,
 } from '@dinfer/core';
 import { socketIoTransport } from '@dinfer/transport-socketio';
-import { tcpTransport } from '@dinfer/transport-tcp';
+import { type TcpTlsOptions, tcpTransport } from '@dinfer/transport-tcp';
 import { describeValue, type ExtensionKind, loadFromModule } from './extension-module.js';
 
 /** Transports the reference deployment ships with. */
@@ -30,6 +30,8 @@ export type TransportOption = TransportKind | Transport;
  * coordinator and the worker runtime, authenticates every connection (and redials).
  */
 export interface TransportFactoryOptions {
+  /** TLS on the cluster port (tcp only): the master's certificate and key, a worker's CA. */
+  readonly tls?: TcpTlsOptions | undefined;
   /** Largest frame in bytes. Default 512 MiB (a batch of ResNet50 activations fits). */
   readonly maxFrameBytes?: number | undefined;
   readonly logger?: Logger | undefined;
@@ -41,6 +43,8 @@ export interface TransportFactoryOptions {
  * the options of the built-in transports, defaults filled in.
  */
 export interface TransportContext {
+  /** TLS material from `--tls-cert`/`--tls-key` (master) or `--tls`/`--tls-ca` (worker), if any. */
+  readonly tls?: TcpTlsOptions | undefined;
   /** Largest frame to accept, in bytes. */
   readonly maxFrameBytes: number;
   readonly logger?: Logger | undefined;
@@ -53,6 +57,7 @@ const TRANSPORT: ExtensionKind<Transport> = { name: 'Transport', is: isTransport
 /** The context a transport is made with, from the factory options. */
 export function transportContext(options: TransportFactoryOptions = {}): TransportContext {
   return {
+    tls: options.tls,
     maxFrameBytes: options.maxFrameBytes ?? 512 * 1024 * 1024,
     logger: options.logger,
     metrics: options.metrics,
@@ -68,24 +73,50 @@ export function parseTransportKind(value: string): TransportKind {
   );
 }
 
-/** Creates the named transport. */
+/**
+ * Creates the named transport.
+ *
+ * @throws DinferError INVALID_ARGUMENT for TLS with a transport other than tcp.
+ */
 export function createTransport(kind: TransportKind, options: TransportFactoryOptions = {}): Transport {
-  const context = transportContext(options);
-  return kind === 'tcp' ? tcpTransport(context) : socketIoTransport(context);
+  const { tls, ...common } = transportContext(options);
+  if (kind === 'tcp') return tcpTransport({ ...common, ...(tls === undefined ? {} : { tls }) });
+  if (tls !== undefined) throw tlsNeedsTcp(kind);
+  return socketIoTransport(common);
+}
+
+function tlsNeedsTcp(what: string): DinferError {
+  return new DinferError(
+    DinferErrorCode.INVALID_ARGUMENT,
+    `TLS on the cluster port needs the tcp transport (--transport tcp), not ${what}; a transport of your own gets the TLS files in its context`,
+  );
 }
 
 /**
- * The transport of `option`: the named built-in one, or the given `Transport` itself.
+ * Checks a transport option: a built-in name, or a `Transport`.
  *
  * @throws DinferError INVALID_ARGUMENT for anything else, naming what is expected.
  */
-export function resolveTransport(option: unknown, options: TransportFactoryOptions = {}): Transport {
-  if (typeof option === 'string') return createTransport(parseTransportKind(option), options);
+export function checkTransportOption(option: unknown): TransportOption {
+  if (typeof option === 'string') return parseTransportKind(option);
   if (isTransport(option)) return option;
   throw new DinferError(
     DinferErrorCode.INVALID_ARGUMENT,
     `transport: expected ${TRANSPORT_KINDS.map((k) => `"${k}"`).join(', ')} or a Transport (see isTransport in @dinfer/core), got ${describeValue(option)}`,
   );
+}
+
+/**
+ * The transport of `option`: the named built-in one, or the given `Transport` itself.
+ *
+ * @throws DinferError INVALID_ARGUMENT for anything else, naming what is expected, and for
+ *   `options.tls` with a transport that is not the built-in tcp one.
+ */
+export function resolveTransport(option: unknown, options: TransportFactoryOptions = {}): Transport {
+  const checked = checkTransportOption(option);
+  if (typeof checked === 'string') return createTransport(checked, options);
+  if (options.tls !== undefined) throw tlsNeedsTcp(`the Transport "${checked.name}"`);
+  return checked;
 }
 
 /** Makes a transport with the default export of the module `file` (see `loadFromModule`). */

@@ -15,12 +15,14 @@ import {
   measureCapabilities,
 } from '@dinfer/core';
 import { type SettingOptions, settingDefault } from '../config/resolve.js';
-import { resolveTransport, type TransportOption } from './transport-factory.js';
+import { resolveClusterToken } from './cluster-credentials.js';
+import { workerTls } from './cluster-tls.js';
+import { checkTransportOption, resolveTransport, type TransportOption } from './transport-factory.js';
 
 /**
  * Options of {@link startWorkerProcess}. The settings are those of `dinfer worker`, by the same
- * names (`transport`, `token`, `cacheDir`, `memoryBytes`, ...): see the settings table
- * (`dinfer worker --help`).
+ * names (`transport`, `token`, `tokenFile`, `insecure`, `tls`, `tlsCa`, `cacheDir`, ...): see
+ * the settings table (`dinfer worker --help`).
  */
 export interface WorkerProcessOptions
   extends Omit<SettingOptions<'worker', 'logLevel' | 'master'>, 'transport'> {
@@ -32,6 +34,8 @@ export interface WorkerProcessOptions
    */
   readonly transport?: TransportOption | undefined;
   readonly logger?: Logger | undefined;
+  /** Gives up joining (the start rejects with `DINFER_ERR_ABORTED`). */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /** A running worker process. */
@@ -49,21 +53,26 @@ export function defaultCacheDir(): string {
 }
 
 /**
- * Starts a worker and joins the master (retrying while the master is not up yet).
+ * Starts a worker and joins the master (retrying while the master is not up yet). A worker
+ * needs the cluster `token` (or `tokenFile`) unless `insecure`; with `tls` or `tlsCa` it dials
+ * over TLS and joins only a master whose certificate verifies.
  *
  * @throws DinferError INVALID_ARGUMENT for a `transport` that is neither a built-in name nor a
- *   `Transport`.
+ *   `Transport`; CONFIG_INVALID without a token (and without `insecure`), for a short token or
+ *   unreadable files; ABORTED when `signal` fires before it joined.
  */
 export async function startWorkerProcess(options: WorkerProcessOptions): Promise<WorkerProcessHandle> {
+  const transportOption = checkTransportOption(options.transport ?? settingDefault('worker', 'transport'));
+  const token = await resolveClusterToken(options, 'worker');
+  const tls = await workerTls(options);
+  // A raw transport: the worker runtime authenticates with the token, redials and re-joins.
+  const transport = resolveTransport(transportOption, { tls, logger: options.logger });
   const backend = await initBackend({ backend: options.backend });
   const cacheDir = options.cacheDir ?? defaultCacheDir();
   const worker = createWorker({
-    // A raw transport: the worker runtime authenticates with the token, redials and re-joins.
-    transport: resolveTransport(options.transport ?? settingDefault('worker', 'transport'), {
-      logger: options.logger,
-    }),
+    transport,
     master: options.master,
-    token: options.token,
+    token,
     name: options.name,
     cacheDir,
     cacheMaxBytes: options.cacheMaxBytes,
@@ -76,6 +85,6 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
         ? undefined
         : await measureCapabilities({ memoryBytes: options.memoryBytes }),
   });
-  await worker.start();
+  await worker.start(options.signal);
   return { worker, backend, cacheDir };
 }

@@ -21,7 +21,15 @@ export type SettingPath = readonly [string, ...string[]];
  * no such value stays text, for the message): `name` is a case-insensitive choice (`WASM` reads
  * as `wasm`), `name-or-path` is such a choice or a module path (left as written).
  */
-export type SettingText = 'string' | 'name' | 'name-or-path' | 'number' | 'boolean' | 'numbers' | 'bytes';
+export type SettingText =
+  | 'string'
+  | 'strings'
+  | 'name'
+  | 'name-or-path'
+  | 'number'
+  | 'boolean'
+  | 'numbers'
+  | 'bytes';
 
 /** The command-line side of a setting. */
 export interface SettingFlag {
@@ -108,6 +116,11 @@ export function readEnvValue(text: string, kind: SettingText): unknown {
       return number(text);
     case 'numbers':
       return text.split(',').map(number);
+    case 'strings':
+      return text
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t.length > 0);
     case 'boolean': {
       const t = text.trim().toLowerCase();
       if (t === 'true' || t === '1' || t === 'yes' || t === 'on') return true;

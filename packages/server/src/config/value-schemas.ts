@@ -42,6 +42,24 @@ export const port = () => int(0, 65535, 'expected an integer between 0 and 65535
 /** A positive integer. */
 export const positiveInt = () => int(1, Number.MAX_SAFE_INTEGER, 'expected a positive integer');
 
+/** An integer >= 0. */
+export const nonNegativeInt = () => int(0, Number.MAX_SAFE_INTEGER, 'expected an integer >= 0');
+
+/** A finite number >= 1 (a ratio). */
+export const ratio = () =>
+  z
+    .number({ error: 'expected a number >= 1' })
+    .min(1, { error: 'expected a number >= 1' })
+    .refine(Number.isFinite, { error: 'expected a number >= 1' });
+
+/** A non-empty list of non-empty strings (`[a.example, "*.internal"]`). */
+export const textList = () =>
+  z
+    .array(z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' }), {
+      error: 'expected a list of names',
+    })
+    .min(1, { error: 'expected a list of names' });
+
 /** A non-empty string. */
 export const text = () =>
   z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });

@@ -18,6 +18,8 @@
 import { endianness } from 'node:os';
 import { DinferError, DinferErrorCode, type TensorArray, type TensorDType } from '@dinfer/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { jsonValueCount } from './json-body.js';
+import { type JsonLimits, scanJson } from './json-limits.js';
 
 /** The header (lower case, as node reports it) giving the JSON part's length in bytes. */
 export const INFERENCE_HEADER_CONTENT_LENGTH = 'inference-header-content-length';
@@ -98,6 +100,8 @@ export function binaryDataReader(bytes: Uint8Array, headerLength: number): Binar
 export interface V2RequestBody {
   readonly json: unknown;
   readonly binary?: BinaryDataReader | undefined;
+  /** The most values the JSON holds (see {@link scanJson}), which bounds its `data` arrays. */
+  readonly jsonValues?: number | undefined;
 }
 
 /**
@@ -106,9 +110,13 @@ export interface V2RequestBody {
  * @param header the header's value as node gives it (`undefined` when absent: the whole body
  *   is JSON).
  * @throws DinferError INVALID_ARGUMENT for a header that is not one non-negative integer, is
- *   larger than the body, or a JSON part that does not parse.
+ *   larger than the body, or a JSON part that does not parse or is over `limits`.
  */
-export function splitBinaryBody(body: Uint8Array, header: string | string[] | undefined): V2RequestBody {
+export function splitBinaryBody(
+  body: Uint8Array,
+  header: string | string[] | undefined,
+  limits: JsonLimits = {},
+): V2RequestBody {
   if (Array.isArray(header)) throw bad('Inference-Header-Content-Length is given more than once');
   let headerLength = body.length;
   if (header !== undefined) {
@@ -124,7 +132,9 @@ export function splitBinaryBody(body: Uint8Array, header: string | string[] | un
     }
   }
   if (headerLength === 0) throw bad('the inference header is empty (Inference-Header-Content-Length 0)');
-  const text = Buffer.from(body.buffer, body.byteOffset, headerLength).toString('utf8');
+  const head = body.subarray(0, headerLength);
+  const jsonValues = scanJson(head, limits, `the inference header (the first ${headerLength} bytes)`);
+  const text = Buffer.from(head.buffer, head.byteOffset, head.byteLength).toString('utf8');
   let json: unknown;
   try {
     json = JSON.parse(text);
@@ -134,7 +144,7 @@ export function splitBinaryBody(body: Uint8Array, header: string | string[] | un
       { headerLength },
     );
   }
-  return { json, binary: binaryDataReader(body.subarray(headerLength), headerLength) };
+  return { json, binary: binaryDataReader(body.subarray(headerLength), headerLength), jsonValues };
 }
 
 /**
@@ -206,11 +216,11 @@ export function encodeBinaryAnswer(response: unknown, chunks: readonly Uint8Arra
  * The body of a v2 inference request: JSON as fastify parsed it, or a binary body split at
  * its header.
  */
-export function readV2Body(request: FastifyRequest): V2RequestBody {
+export function readV2Body(request: FastifyRequest, limits: JsonLimits = {}): V2RequestBody {
   const body = request.body;
   if (body instanceof Uint8Array)
-    return splitBinaryBody(body, request.headers[INFERENCE_HEADER_CONTENT_LENGTH]);
-  return { json: body };
+    return splitBinaryBody(body, request.headers[INFERENCE_HEADER_CONTENT_LENGTH], limits);
+  return { json: body, jsonValues: jsonValueCount(request, limits) };
 }
 
 /** Sends a v2 answer: JSON, or binary when `chunks` holds output bytes. */

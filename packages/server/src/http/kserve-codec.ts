@@ -105,6 +105,7 @@ function readInput(
   model: ServedModel,
   specIndex: number,
   binary: BinaryDataReader | undefined,
+  maxValues: number | undefined,
 ): TensorData {
   const spec = model.inputs[specIndex]!;
   const datatype = raw.datatype;
@@ -137,16 +138,19 @@ function readInput(
     return readBinaryInput(raw, where, spec.name, dtype, datatype, shape, binarySize, binary);
   }
   if (raw.data === undefined) throw bad(`${where}.data is missing`);
-  const array = readNumericArray(raw.data, dtype, `${where}.data`);
   const size = elementCount(shape);
-  const flatFits = array.shape.length === 1 && array.shape[0] === size;
-  const nestedFits = array.shape.length === shape.length && array.shape.every((d, i) => d === shape[i]);
-  if (!flatFits && !nestedFits) {
-    throw bad(
-      `${where}.data has shape ${formatShape(array.shape)} (${array.data.length} values); ` +
-        `shape ${formatShape(shape)} needs ${size} values, flat or nested`,
-    );
-  }
+  // The data's shape is checked against the declared one before anything is allocated.
+  const checkShape = (claimed: readonly number[]) => {
+    const flatFits = claimed.length === 1 && claimed[0] === size;
+    const nestedFits = claimed.length === shape.length && claimed.every((d, i) => d === shape[i]);
+    if (!flatFits && !nestedFits) {
+      throw bad(
+        `${where}.data has shape ${formatShape(claimed)} (${elementCount(claimed)} values); ` +
+          `shape ${formatShape(shape)} needs ${size} values, flat or nested`,
+      );
+    }
+  };
+  const array = readNumericArray(raw.data, dtype, `${where}.data`, { maxValues, checkShape });
   return tensorData(spec.name, dtype, shape, array.data);
 }
 
@@ -199,7 +203,8 @@ function readFlag(parameters: unknown, key: string, where: string): boolean | un
  * Checks a v2 inference request body against `model`: every model input given once by name,
  * datatype and shape matching the signature, data matching the shape, one batch size. With
  * `binary` (a binary request), inputs with `parameters.binary_data_size` take their bytes from
- * it in request order, and every byte of it must be claimed.
+ * it in request order, and every byte of it must be claimed. `maxValues` (the values the JSON
+ * holds at most, see `jsonValueCount`) bounds the JSON `data` arrays before they are read.
  *
  * @throws DinferError INVALID_ARGUMENT with a message that says what was expected.
  */
@@ -207,6 +212,7 @@ export function parseV2Request(
   body: unknown,
   model: ServedModel,
   binary?: BinaryDataReader,
+  maxValues?: number,
 ): V2ParsedRequest {
   if (!isObject(body)) throw bad('body must be a JSON object {"inputs": [...]}');
   const { id, inputs, outputs } = body;
@@ -222,7 +228,7 @@ export function parseV2Request(
     if (k < 0)
       throw bad(`unknown input "${raw.name}"; model "${model.name}" expects inputs ${names(model.inputs)}`);
     if (byIndex[k] !== undefined) throw bad(`input "${raw.name}" is given twice`);
-    byIndex[k] = readInput(raw, where, model, k, binary);
+    byIndex[k] = readInput(raw, where, model, k, binary, maxValues);
   });
   binary?.finish();
   const missing = model.inputs.filter((_, k) => byIndex[k] === undefined);

@@ -10,8 +10,9 @@
  * @module
  */
 import type { InferenceService, ServiceHealth } from '@dinfer/core';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { inferForRequest } from './infer-for-request.js';
+import type { JsonLimits } from './json-limits.js';
 import {
   BINARY_TENSOR_DATA_EXTENSION,
   readV2Body,
@@ -20,6 +21,7 @@ import {
 } from './kserve-binary.js';
 import { parseV2Request, v2ModelMetadata, v2Response } from './kserve-codec.js';
 import { findServedModel } from './served-models.js';
+import type { ServedModelsWatch } from './served-models-readiness.js';
 
 /** The service's health; a throwing `health()` counts as not live and not ready. */
 function healthOf(service: InferenceService): ServiceHealth {
@@ -30,11 +32,11 @@ function healthOf(service: InferenceService): ServiceHealth {
   }
 }
 
-function notReady(reply: FastifyReply, what: string, health: ServiceHealth) {
+function notReady(reply: FastifyReply, what: string, health: ServiceHealth, why?: string) {
   return reply
     .code(503)
     .header('retry-after', '1')
-    .send({ error: `${what} is not ready`, ...health });
+    .send({ error: `${what} is not ready${why === undefined ? '' : `: ${why}`}`, ...health });
 }
 
 /** Route parameters of the model routes. */
@@ -47,6 +49,12 @@ export interface KServeRoutesOptions {
   readonly serverName: string;
   readonly version: string;
   readonly timeoutMs?: number | undefined;
+  /** The bounds of JSON bodies, also applied to the JSON part of binary requests. */
+  readonly jsonLimits?: JsonLimits | undefined;
+  /** The models that should be served: readiness is false while one is not. */
+  readonly servedModels?: ServedModelsWatch | undefined;
+  /** The rate limit hook of the infer routes, if any. */
+  readonly limit?: onRequestAsyncHookHandler | undefined;
 }
 
 /** Registers the v2 routes on `app`. */
@@ -68,7 +76,10 @@ export function registerKServe(
 
   app.get('/v2/health/ready', async (_request, reply) => {
     const health = healthOf(service);
-    return health.ready ? { ready: true, degraded: health.degraded } : notReady(reply, 'server', health);
+    if (!health.ready) return notReady(reply, 'server', health);
+    const missing = options.servedModels?.missing();
+    if (missing !== undefined) return notReady(reply, 'server', { ...health, ready: false }, missing);
+    return { ready: true, degraded: health.degraded };
   });
 
   const metadata = async (request: FastifyRequest<ModelParams>) =>
@@ -87,8 +98,8 @@ export function registerKServe(
 
   const infer = async (request: FastifyRequest<ModelParams>, reply: FastifyReply) => {
     const model = findServedModel(service, request.params.name, request.params.version);
-    const body = readV2Body(request);
-    const parsed = parseV2Request(body.json, model, body.binary);
+    const body = readV2Body(request, options.jsonLimits);
+    const parsed = parseV2Request(body.json, model, body.binary, body.jsonValues);
     const result = await inferForRequest(
       service,
       model.name,
@@ -101,7 +112,10 @@ export function registerKServe(
     const answer = v2Response(model, parsed, result);
     return sendV2Answer(reply, answer.response, answer.binary);
   };
-  const onRequest = requireOctetStreamForBinary;
+  const onRequest =
+    options.limit === undefined
+      ? [requireOctetStreamForBinary]
+      : [options.limit, requireOctetStreamForBinary];
   app.post<ModelParams>('/v2/models/:name/infer', { onRequest }, infer);
   app.post<ModelParams>('/v2/models/:name/versions/:version/infer', { onRequest }, infer);
 }

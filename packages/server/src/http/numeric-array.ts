@@ -107,16 +107,35 @@ function writeLeaves(dtype: TensorDType, leaf: readonly unknown[], out: TensorAr
   }
 }
 
+/** Checks made on the shape an array claims (from its first elements) before it is read. */
+export interface NumericArrayLimits {
+  /**
+   * Most values the array can hold: those of the body it came from (see `jsonValueCount`),
+   * so first elements that claim more (a ragged array) are refused before anything is
+   * allocated. Default: no bound beyond the JSON body's own.
+   */
+  readonly maxValues?: number | undefined;
+  /** Throws when the claimed shape does not fit what the caller expects (the model's input). */
+  readonly checkShape?: ((shape: readonly number[]) => void) | undefined;
+}
+
 /**
  * Reads a (possibly nested) JSON array of `dtype` values. The shape comes from the nesting;
  * every sub-array must have the length of its siblings (no ragged arrays), every leaf must be
  * a JSON value of the dtype (numbers for FP32/INT32/UINT8, within range; booleans for BOOL:
- * strings such as `"NaN"` are refused).
+ * strings such as `"NaN"` are refused). The shape read from the first elements is checked
+ * against `limits` before the typed array is allocated.
  *
  * @param what the field name used in messages, e.g. `input` or `inputs[0].data`.
- * @throws DinferError INVALID_ARGUMENT naming the first offending position.
+ * @throws DinferError INVALID_ARGUMENT naming the first offending position, or for a shape
+ *   `limits` refuses.
  */
-export function readNumericArray(value: unknown, dtype: TensorDType, what: string): NumericArray {
+export function readNumericArray(
+  value: unknown,
+  dtype: TensorDType,
+  what: string,
+  limits: NumericArrayLimits = {},
+): NumericArray {
   if (!Array.isArray(value)) throw bad(`${what} must be an array, got ${describe(value)}`);
   const shape: number[] = [];
   let probe: unknown = value;
@@ -129,7 +148,16 @@ export function readNumericArray(value: unknown, dtype: TensorDType, what: strin
     probe = probe[0];
   }
   const rank = shape.length;
-  const out = allocate(dtype, elementCount(shape));
+  limits.checkShape?.(shape);
+  const claimed = elementCount(shape);
+  if (limits.maxValues !== undefined && claimed > limits.maxValues) {
+    throw bad(
+      `${what} claims ${claimed} values, more than the body holds (at most ${limits.maxValues}); shape ` +
+        `${formatShape(shape)} was read from its first elements`,
+      { claimed, maxValues: limits.maxValues },
+    );
+  }
+  const out = allocate(dtype, claimed);
   const stack: unknown[][] = new Array(rank);
   const index: number[] = new Array<number>(rank).fill(0);
   stack[0] = value;

@@ -15,16 +15,36 @@
  * version serves new requests. Errors answer `{"error","code"}`: 400 for a malformed body,
  * 404 for an unknown model or version, 422 (`DINFER_ERR_ROLLOUT_FAILED`) when the version could
  * not be brought into service, with the reason (the previous version keeps serving), 503 while
- * that version is already loading.
+ * that version is already loading; 403 for `load`/`unload` while model control is off, 401
+ * without the admin token.
  *
  * @module
  */
 import { DinferError, DinferErrorCode } from '@dinfer/core';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ModelRepository } from '../repository/model-repository.js';
+import { type AdminCredential, requireAdmin } from './admin-token.js';
 
 /** What the routes need from a {@link ModelRepository}. */
-export type RepositoryRoutesTarget = Pick<ModelRepository, 'index' | 'load' | 'unload'>;
+export type RepositoryRoutesTarget = Pick<ModelRepository, 'index' | 'load' | 'unload'> &
+  Partial<Pick<ModelRepository, 'dir'>>;
+
+/** Options of {@link registerRepositoryRoutes}. */
+export interface RepositoryRoutesOptions {
+  /**
+   * The admin credential `load` and `unload` need; without one they answer 403 (model
+   * control is off).
+   */
+  readonly modelControl?: AdminCredential | undefined;
+  /** Takes the machine's paths out of the index reasons. */
+  readonly redact?: ((text: string) => string) | undefined;
+  /** Told of each model unloaded whole (no longer to be served). */
+  readonly onUnloaded?: ((model: string) => void) | undefined;
+}
+
+const MODEL_CONTROL_OFF =
+  'model control is off: start the master with --model-control and an admin token ' +
+  '(--admin-token-file or DINFER_ADMIN_TOKEN) to load and unload models over HTTP';
 
 function bad(message: string): DinferError {
   return new DinferError(DinferErrorCode.INVALID_ARGUMENT, message);
@@ -94,13 +114,32 @@ interface NameParams {
   Params: { name: string };
 }
 
-/** Registers the repository routes on `app`. */
-export function registerRepositoryRoutes(app: FastifyInstance, repository: RepositoryRoutesTarget): void {
-  const index = async (request: FastifyRequest) => repository.index({ ready: readyFlag(request) });
+/**
+ * Registers the repository routes on `app`. `load` and `unload` answer only with model
+ * control on and the admin token (a bearer token, which no page of another site can send
+ * without a preflight this server does not answer).
+ */
+export function registerRepositoryRoutes(
+  app: FastifyInstance,
+  repository: RepositoryRoutesTarget,
+  options: RepositoryRoutesOptions = {},
+): void {
+  const redact = options.redact ?? ((text: string) => text);
+  const index = async (request: FastifyRequest) =>
+    (await repository.index({ ready: readyFlag(request) })).map((entry) => ({
+      ...entry,
+      reason: redact(entry.reason),
+    }));
   app.get('/v2/repository/index', index);
   app.post('/v2/repository/index', index);
 
-  app.post<NameParams>('/v2/repository/models/:name/load', async (request) => {
+  const control = options.modelControl;
+  const onRequest = async (request: FastifyRequest) => {
+    if (control === undefined) throw new DinferError(DinferErrorCode.FORBIDDEN, MODEL_CONTROL_OFF);
+    requireAdmin(request, control, 'model control');
+  };
+
+  app.post<NameParams>('/v2/repository/models/:name/load', { onRequest }, async (request) => {
     const version = versionParameter(request.body, []);
     const outcome = await repository.load(request.params.name, { version });
     return {
@@ -112,9 +151,10 @@ export function registerRepositoryRoutes(app: FastifyInstance, repository: Repos
     };
   });
 
-  app.post<NameParams>('/v2/repository/models/:name/unload', async (request) => {
+  app.post<NameParams>('/v2/repository/models/:name/unload', { onRequest }, async (request) => {
     const version = versionParameter(request.body, ['unload_dependents']);
     const outcome = await repository.unload(request.params.name, { version });
+    if (version === undefined) options.onUnloaded?.(outcome.name);
     return { ...outcome, state: 'UNAVAILABLE' };
   });
 }

@@ -19,12 +19,14 @@ import {
   type InferResult,
   type ServedModel,
 } from '@dinfer/core';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, onRequestAsyncHookHandler } from 'fastify';
 import { type PreprocessOption, preprocessConfigFor } from '../preprocess/config.js';
 import { imageToTensor } from '../preprocess/image-to-tensor.js';
 import { jsonInputDType } from './datatypes.js';
 import { readImageUpload } from './image-input.js';
 import { elapsedSinceArrival, inferForRequest } from './infer-for-request.js';
+import { jsonValueCount } from './json-body.js';
+import type { JsonLimits } from './json-limits.js';
 import { readNumericArray, tensorData } from './numeric-array.js';
 import { defaultServedModel, findServedModel } from './served-models.js';
 import { elementCount, formatShape, shapeMatches } from './shape.js';
@@ -114,6 +116,15 @@ export interface SimpleInferOptions {
   readonly preprocess?: PreprocessOption | undefined;
   /** Largest accepted image, in pixels. Default 40 megapixels. */
   readonly maxImagePixels?: number | undefined;
+  /**
+   * Largest accepted image relative to a fixed-size model input, in image pixels per input
+   * pixel (never below one megapixel). Default 256.
+   */
+  readonly maxImagePixelRatio?: number | undefined;
+  /** The JSON body bounds (for the default of the value bound of a body parsed elsewhere). */
+  readonly jsonLimits?: JsonLimits | undefined;
+  /** The rate limit hook of inference routes, if any. */
+  readonly limit?: onRequestAsyncHookHandler | undefined;
 }
 
 /** The `?model=` query parameter, when given. */
@@ -125,22 +136,38 @@ function queryModel(query: unknown): string | undefined {
 }
 
 /**
+ * Checks the image bounds of `options`.
+ *
+ * @throws DinferError INVALID_ARGUMENT for a `maxImagePixels` that is not a positive integer or
+ *   a `maxImagePixelRatio` below 1.
+ */
+export function checkSimpleInferOptions(options: SimpleInferOptions): void {
+  const { maxImagePixels, maxImagePixelRatio } = options;
+  if (maxImagePixels !== undefined && (!Number.isSafeInteger(maxImagePixels) || maxImagePixels < 1)) {
+    throw bad(`maxImagePixels ${maxImagePixels} must be a positive integer`);
+  }
+  if (maxImagePixelRatio !== undefined && (!Number.isFinite(maxImagePixelRatio) || maxImagePixelRatio < 1)) {
+    throw bad(`maxImagePixelRatio ${maxImagePixelRatio} must be a number >= 1`);
+  }
+}
+
+/**
  * Registers `POST /api/infer` on `app`.
  *
- * @throws DinferError INVALID_ARGUMENT for a `maxImagePixels` that is not a positive integer.
+ * @throws DinferError INVALID_ARGUMENT for a `maxImagePixels` that is not a positive integer or
+ *   a `maxImagePixelRatio` below 1.
  */
 export function registerSimpleInfer(
   app: FastifyInstance,
   service: InferenceService,
   options: SimpleInferOptions = {},
 ): void {
-  const { timeoutMs, maxImagePixels } = options;
-  if (maxImagePixels !== undefined && (!Number.isSafeInteger(maxImagePixels) || maxImagePixels < 1)) {
-    throw bad(`maxImagePixels ${maxImagePixels} must be a positive integer`);
-  }
+  checkSimpleInferOptions(options);
+  const { timeoutMs, maxImagePixels, maxImagePixelRatio } = options;
   const pick = (name: string | undefined) =>
     name === undefined ? defaultServedModel(service) : findServedModel(service, name);
-  app.post('/api/infer', async (request, reply): Promise<SimpleInferResponse> => {
+  const onRequest = options.limit === undefined ? [] : [options.limit];
+  app.post('/api/infer', { onRequest }, async (request, reply): Promise<SimpleInferResponse> => {
     const fromQuery = queryModel(request.query);
     const upload = await readImageUpload(request);
     if (upload !== undefined) {
@@ -148,6 +175,7 @@ export function registerSimpleInfer(
       const { tensor } = await imageToTensor(upload.bytes, model, {
         config: preprocessConfigFor(options.preprocess, model),
         maxPixels: maxImagePixels,
+        maxPixelRatio: maxImagePixelRatio,
       });
       const result = await inferForRequest(service, model.name, [tensor], request, reply, timeoutMs);
       return simpleResponse(model, result, elapsedSinceArrival(request));
@@ -172,7 +200,10 @@ export function registerSimpleInfer(
     const dtype = jsonInputDType(spec.dtype);
     if (dtype === undefined)
       throw bad(`model input "${spec.name}" has dtype ${spec.dtype}, which JSON cannot carry`);
-    const array = readNumericArray(input, dtype, 'input');
+    const array = readNumericArray(input, dtype, 'input', {
+      maxValues: jsonValueCount(request, options.jsonLimits),
+      checkShape: (claimed) => batchShape(claimed, model),
+    });
     const shape = batchShape(array.shape, model);
     const tensor = tensorData(spec.name, dtype, shape, array.data);
     const result = await inferForRequest(service, model.name, [tensor], request, reply, timeoutMs);

@@ -34,6 +34,8 @@ export interface PrometheusMetrics extends Metrics {
   readonly contentType: string;
   /** The registry in the Prometheus text exposition format. */
   exposition(): Promise<string>;
+  /** Forgets the series of `name` with exactly `labels`; no-op when there is none. */
+  remove(name: string, labels: Record<string, string>): void;
 }
 
 const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
@@ -142,6 +144,15 @@ class PromMetrics implements PrometheusMetrics {
     (entry.metric as Gauge).set(this.#labels(name, entry, labels), value);
   }
 
+  remove(name: string, labels: Record<string, string>): void {
+    const entry = this.#entries.get(name);
+    if (entry === undefined) return;
+    for (const key in labels) if (!entry.labels.has(key)) return;
+    // A series needs every label of its metric; without one, there is no such series.
+    for (const key of entry.labels) if (!(key in labels)) return;
+    entry.metric.remove(labels);
+  }
+
   #register(definition: MetricDefinition): Entry | undefined {
     // A metric already in a shared registry (another instance made it) is reused when its type matches.
     const existing = this.registry.getSingleMetric(definition.name);
@@ -224,7 +235,8 @@ class PromMetrics implements PrometheusMetrics {
  * name outside the catalogue is created on its first call (as the type the call implies,
  * with that call's label names) and logged once. Metric calls never throw: a call that
  * cannot be recorded (wrong type, undeclared label, non-finite value) is dropped or trimmed
- * and logged once, so instrumentation can never fail a request.
+ * and logged once, so instrumentation can never fail a request. `remove` forgets one series
+ * (a worker's, when it leaves); removing a series that does not exist does nothing.
  */
 export function prometheusMetrics(options: PrometheusMetricsOptions = {}): PrometheusMetrics {
   return new PromMetrics(options);

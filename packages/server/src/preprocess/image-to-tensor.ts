@@ -8,7 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import type { ServedModel, TensorData } from '@dinfer/core';
 import { type PreprocessConfig, resolvePreprocess } from './config.js';
-import { decodeImage } from './decode-image.js';
+import { DEFAULT_MAX_IMAGE_PIXEL_RATIO, decodeImage } from './decode-image.js';
 import { imageTargetOf } from './image-target.js';
 import { normalizePixels } from './normalize.js';
 
@@ -18,6 +18,11 @@ export interface ImageToTensorOptions {
   readonly config?: PreprocessConfig | undefined;
   /** Largest accepted image, in pixels. Default 40 megapixels. */
   readonly maxPixels?: number | undefined;
+  /**
+   * Largest image per model input pixel, for inputs of fixed height and width (see
+   * `imagePixelBound`). Default {@link DEFAULT_MAX_IMAGE_PIXEL_RATIO}.
+   */
+  readonly maxPixelRatio?: number | undefined;
 }
 
 /** The tensor of one image, with what it took. */
@@ -54,6 +59,8 @@ export async function imageToTensor(
     channels: target.channels,
     fit: config.fit,
     maxPixels: options.maxPixels,
+    maxPixelRatio: options.maxPixelRatio ?? DEFAULT_MAX_IMAGE_PIXEL_RATIO,
+    consumer: `model "${model.name}"`,
   });
   const t1 = performance.now();
   const shape = [1, image.height, image.width, image.channels];
