@@ -4,7 +4,8 @@
  *
  * @packageDocumentation
  */
-export * from './backend.js';
+
+export * from './backend-info.js';
 export * from './connection/authenticate.js';
 export * from './connection/backoff.js';
 export * from './connection/channel-connection.js';
@@ -16,7 +17,7 @@ export * from './connection/frame-channel.js';
 export * from './connection/listen-for-connections.js';
 export * from './connection/rpc-header.js';
 export * from './errors.js';
-export * from './heartbeat/heartbeat.js';
+export * from './heartbeats.js';
 export * from './logger.js';
 export * from './master/coordinator.js';
 export * from './master/deployment.js';
@@ -32,7 +33,9 @@ export * from './model/source-quantization.js';
 export * from './model/stage-totals.js';
 export * from './model/tensor-names.js';
 export * from './model/types.js';
+export * from './node/backend.js';
 export * from './node/disk-blob-store.js';
+export * from './node/heartbeat/heartbeat.js';
 export * from './partition/manifest.js';
 export * from './partition/partition.js';
 export * from './partition/run-partition.js';

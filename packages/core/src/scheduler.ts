@@ -9,7 +9,7 @@
  *
  * @module
  */
-import type { BackendName } from './backend.js';
+import type { BackendName } from './backend-info.js';
 
 /** Brand that marks an object as a dinfer Scheduler (shared across duplicate installs). */
 export const schedulerSymbol: unique symbol = Symbol.for('@dinfer/scheduler') as never;

@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { analyzeModel } from '../src/model/analyze.js';
 import {
   intermediateTensorName,
   kerasSafeName,
   parseIntermediateTensorName,
 } from '../src/model/tensor-names.js';
+import { initBackend } from '../src/node/backend.js';
 import { fixture, fixtures } from './fixtures/models.js';
 
 beforeAll(async () => {

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { describeBackend, initBackend, parseBackendName } from '../src/backend.js';
+import { describeBackend, parseBackendName } from '../src/backend-info.js';
 import { DinferError, DinferErrorCode } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 
 describe('initBackend', () => {
   const saved = process.env.DINFER_BACKEND;

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import type { Metrics } from '../src/metrics.js';
+import { initBackend } from '../src/node/backend.js';
 import { concatRows, sliceRows } from '../src/serving/batch-tensors.js';
 import { batchingService } from '../src/serving/batching-service.js';
 import type {

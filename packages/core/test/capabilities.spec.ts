@@ -1,8 +1,8 @@
 import { availableParallelism, totalmem } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 import { benchmarkMatmul, measureCapabilities } from '../src/worker/capabilities.js';
 
 beforeAll(async () => {

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 import { combineOutput } from '../src/serving/ensemble-combine.js';
 import { type EnsembleDefinition, ensembleService } from '../src/serving/ensemble-service.js';
 import type { InferenceService, InferOptions, InferResult } from '../src/serving/inference-service.js';

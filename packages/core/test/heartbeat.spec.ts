@@ -2,19 +2,16 @@ import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
+import type { HeartbeatInfo, HeartbeatReceiver } from '../src/heartbeats.js';
+import type { Metrics } from '../src/metrics.js';
 import {
   decodeHeartbeat,
   encodeHeartbeat,
   HEARTBEAT_MAX_PACKET_BYTES,
   type HeartbeatPayload,
-} from '../src/heartbeat/heartbeat-packet.js';
-import {
-  createHeartbeatReceiver,
-  type HeartbeatInfo,
-  type HeartbeatReceiver,
-} from '../src/heartbeat/heartbeat-receiver.js';
-import { createHeartbeatSender } from '../src/heartbeat/heartbeat-sender.js';
-import type { Metrics } from '../src/metrics.js';
+} from '../src/node/heartbeat/heartbeat-packet.js';
+import { createHeartbeatReceiver } from '../src/node/heartbeat/heartbeat-receiver.js';
+import { createHeartbeatSender } from '../src/node/heartbeat/heartbeat-sender.js';
 import type { WorkerLoad } from '../src/scheduler.js';
 
 const TOKEN = 'cluster-secret';

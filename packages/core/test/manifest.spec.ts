@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { analyzeModel } from '../src/model/analyze.js';
 import { fileSystemHandler } from '../src/model/fs-handler.js';
 import { loadLayersModel, saveLayersModel } from '../src/model/io.js';
+import { initBackend } from '../src/node/backend.js';
 import {
   loadPartition,
   type PartitionManifest,

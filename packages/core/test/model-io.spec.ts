@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { fileSystemHandler } from '../src/model/fs-handler.js';
 import { loadLayersModel, readModelArtifacts, saveLayersModel } from '../src/model/io.js';
+import { initBackend } from '../src/node/backend.js';
 import { expectClose } from './fixtures/compare.js';
 import { fixture, randomizeWeights, sampleInputs } from './fixtures/models.js';
 

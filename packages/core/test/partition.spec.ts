@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { analyzeModel } from '../src/model/analyze.js';
+import { initBackend } from '../src/node/backend.js';
 import { partitionModel } from '../src/partition/partition.js';
 import { runPartition } from '../src/partition/run-partition.js';
 import { disposeAll, expectClose } from './fixtures/compare.js';

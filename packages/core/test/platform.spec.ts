@@ -35,6 +35,13 @@ describe.each([
     expect(platform.sha256Hex([])).toBe('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855');
   });
 
+  it('describes the machine: cores, a host name, and memory where the runtime says', () => {
+    const machine = platform.machine();
+    expect(machine.cores).toBeGreaterThanOrEqual(1);
+    expect(machine.hostname.length).toBeGreaterThan(0);
+    if (machine.memoryBytes !== undefined) expect(machine.memoryBytes).toBeGreaterThan(0);
+  });
+
   it('yields to the event loop: a timer set before runs first', async () => {
     const order: string[] = [];
     setTimeout(() => order.push('timer'), 0);

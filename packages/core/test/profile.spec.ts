@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 import { clockReader, profileLayers } from '../src/plan/profile.js';
 
 /** A small residual CNN: branches, an Add with two inbound tensors, a shared Dense layer. */

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { createDeployment, type Deployment } from '../src/master/deployment.js';
 import { analyzeModel } from '../src/model/analyze.js';
@@ -15,6 +14,7 @@ import {
   sourceWeightQuantization,
   type WeightQuantizationByName,
 } from '../src/model/source-quantization.js';
+import { initBackend } from '../src/node/backend.js';
 import { quantizeWeight } from '../src/partition/weight-quantization.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';

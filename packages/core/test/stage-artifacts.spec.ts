@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 import { partitionModel } from '../src/partition/partition.js';
 import {
   modelFromBlobs,

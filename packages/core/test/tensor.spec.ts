@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode } from '../src/errors.js';
+import { initBackend } from '../src/node/backend.js';
 import {
   float16BitsToNumber,
   float16ToFloat32,

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { createDeployment } from '../src/master/deployment.js';
+import { initBackend } from '../src/node/backend.js';
 import {
   modelFromBlobs,
   type StageBlobs,

@@ -6,12 +6,12 @@ import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../src/backend.js';
 import type { Connection } from '../src/connection/connection.js';
 import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
-import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
-import { createHeartbeatSender } from '../src/heartbeat/heartbeat-sender.js';
+import { initBackend } from '../src/node/backend.js';
+import { decodeHeartbeat } from '../src/node/heartbeat/heartbeat-packet.js';
+import { createHeartbeatSender } from '../src/node/heartbeat/heartbeat-sender.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
 import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
 import {

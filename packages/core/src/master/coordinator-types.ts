@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { HeartbeatReceiver, HeartbeatReceiverOptions } from '../heartbeat/heartbeat-receiver.js';
+import type { HeartbeatReceiverFactory } from '../heartbeats.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { Scheduler } from '../scheduler.js';
@@ -28,7 +28,7 @@ export interface CoordinatorOptions {
   readonly heartbeat?:
     | {
         /** Binds the receiver (e.g. `createHeartbeatReceiver` from `@dinfer/core/node`). */
-        readonly receiver?: ((options: HeartbeatReceiverOptions) => Promise<HeartbeatReceiver>) | undefined;
+        readonly receiver?: HeartbeatReceiverFactory | undefined;
         /** Set false to keep the receiver off although one is given. */
         readonly enabled?: boolean | undefined;
         /** UDP port; default: the cluster port. */

@@ -8,7 +8,7 @@
 import type { Connection } from '../connection/connection.js';
 import { listenForConnections } from '../connection/listen-for-connections.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { HeartbeatReceiver } from '../heartbeat/heartbeat-receiver.js';
+import type { HeartbeatReceiver } from '../heartbeats.js';
 import { messageEnvelope, parseMessage } from '../protocol/messages.js';
 import type { Listener } from '../transport.js';
 import { type CoordinatorContext, errorMessage } from './coordinator-context.js';

@@ -5,6 +5,7 @@
  * @module
  */
 import { createHash } from 'node:crypto';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import type { Platform } from './platform.js';
 
@@ -25,5 +26,13 @@ export const platform: Platform = {
   },
   yieldToEventLoop() {
     return new Promise((resolve) => setImmediate(resolve));
+  },
+  machine() {
+    return {
+      cores: Math.max(1, availableParallelism()),
+      memoryBytes: totalmem(),
+      hostname: hostname(),
+      pid: process.pid,
+    };
   },
 };

@@ -9,6 +9,18 @@
  * @module
  */
 
+/** Facts about the machine a process runs on. */
+export interface MachineInfo {
+  /** Logical CPU cores this process may use (at least 1). */
+  readonly cores: number;
+  /** Physical memory of the machine in bytes, when the runtime tells (browsers may not). */
+  readonly memoryBytes: number | undefined;
+  /** A name for this host, for default worker names (`os.hostname()`, a page's host). */
+  readonly hostname: string;
+  /** This process's id, where there is one. */
+  readonly pid: number | undefined;
+}
+
 /** The host facilities core's portable modules use. */
 export interface Platform {
   /** Raw DEFLATE (RFC 1951, no header) at `level` 0..9. */
@@ -22,4 +34,6 @@ export interface Platform {
   sha256Hex(parts: readonly Uint8Array[]): string;
   /** Resolves after the event loop has run other pending work (I/O, timers) once. */
   yieldToEventLoop(): Promise<void>;
+  /** Facts about this machine. */
+  machine(): MachineInfo;
 }

@@ -28,6 +28,19 @@ export const platform: Platform = {
     for (const part of parts) hash.update(part);
     return bytesToHex(hash.digest());
   },
+  machine() {
+    const nav = (globalThis as { navigator?: { hardwareConcurrency?: number; deviceMemory?: number } })
+      .navigator;
+    const gib = nav?.deviceMemory;
+    const host = (globalThis as { location?: { hostname?: string } }).location?.hostname;
+    return {
+      cores: Math.max(1, nav?.hardwareConcurrency ?? 1),
+      // Chromium reports memory in GiB, rounded down to a power of two and capped at 8.
+      memoryBytes: typeof gib === 'number' ? gib * 1024 ** 3 : undefined,
+      hostname: host === undefined || host.length === 0 ? 'browser' : host,
+      pid: undefined,
+    };
+  },
   yieldToEventLoop() {
     return new Promise((resolve) => {
       const channel = new MessageChannel();

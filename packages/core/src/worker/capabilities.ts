@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { availableParallelism, totalmem } from 'node:os';
+
 import * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { WorkerCapabilities } from '../scheduler.js';
 
@@ -14,7 +15,10 @@ export const DEFAULT_MEMORY_FRACTION = 0.5;
 
 /** Options for {@link measureCapabilities}. */
 export interface MeasureCapabilitiesOptions {
-  /** Memory the worker offers, in bytes. Default: half of `os.totalmem()`. */
+  /**
+   * Memory the worker offers, in bytes. Default: half of the machine's memory, or 1 GiB where
+   * the runtime does not say how much it has.
+   */
   readonly memoryBytes?: number | undefined;
   /** Time budget of the speed benchmark, in ms (at least one timed run happens). Default 200. */
   readonly benchmarkMs?: number | undefined;
@@ -73,13 +77,18 @@ export async function benchmarkMatmul(budgetMs = 200, n = 256): Promise<MatmulBe
 
 /**
  * Measures this process's {@link WorkerCapabilities}: the active TF.js backend (initialise it
- * first, e.g. with `initBackend()`), `os.availableParallelism()` cores, the memory budget,
+ * first, e.g. with `initBackend()`), the cores the process may use, the memory budget,
  * and a score equal to the GFLOP/s of a short matmul benchmark (~`benchmarkMs`).
  */
 export async function measureCapabilities(
   options: MeasureCapabilitiesOptions = {},
 ): Promise<WorkerCapabilities> {
-  const memoryBytes = options.memoryBytes ?? Math.floor(totalmem() * DEFAULT_MEMORY_FRACTION);
+  const machine = platform.machine();
+  const memoryBytes =
+    options.memoryBytes ??
+    (machine.memoryBytes === undefined
+      ? 1024 ** 3
+      : Math.floor(machine.memoryBytes * DEFAULT_MEMORY_FRACTION));
   if (!Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'memoryBytes must be a non-negative integer', {
       details: { memoryBytes },
@@ -89,7 +98,7 @@ export async function measureCapabilities(
   const { gflops } = await benchmarkMatmul(options.benchmarkMs ?? 200, options.matrixSize ?? 256);
   return {
     backend: tf.getBackend(),
-    cores: Math.max(1, availableParallelism()),
+    cores: machine.cores,
     memoryBytes,
     score: Math.round(gflops * 1000) / 1000,
   };

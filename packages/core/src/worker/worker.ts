@@ -7,7 +7,6 @@
  *
  * @module
  */
-import { hostname } from 'node:os';
 import { platform } from '#platform';
 import {
   type ReconnectOptions,
@@ -18,7 +17,7 @@ import {
 import type { Connection, RequestContext } from '../connection/connection.js';
 import { dialConnection } from '../connection/dial-connection.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
-import type { HeartbeatSender, HeartbeatSenderOptions } from '../heartbeat/heartbeat-sender.js';
+import type { HeartbeatSender, HeartbeatSenderFactory } from '../heartbeats.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
 import { createBlobStore } from '../node/disk-blob-store.js';
@@ -65,7 +64,7 @@ export interface WorkerOptions {
    * this worker's connection session key: `createHeartbeatSender` from `@dinfer/core/node`
    * sends UDP datagrams. Default: none (the master's health pings carry the load instead).
    */
-  readonly heartbeats?: ((options: HeartbeatSenderOptions) => HeartbeatSender) | undefined;
+  readonly heartbeats?: HeartbeatSenderFactory | undefined;
   /** Host of the master's heartbeat receiver. Default: the host part of `master`. */
   readonly heartbeatHost?: string | undefined;
   /**
@@ -142,6 +141,13 @@ export function addressHost(address: string): string | undefined {
   if (v6) return v6[1];
   const plain = /^([^:/]+):\d+$/.exec(address);
   return plain?.[1];
+}
+
+/** `<host>-<pid>`, or `<host>-<random>` where processes have no id (a browser tab). */
+function defaultWorkerName(): string {
+  const { hostname, pid } = platform.machine();
+  const suffix = pid ?? Math.floor(Math.random() * 0xffffff).toString(16);
+  return `${hostname}-${suffix}`;
 }
 
 function notReady(message: string): DinferError {
@@ -334,7 +340,7 @@ class Worker implements DinferWorker {
       const capabilities = this.capabilities!;
       const join: ProtocolMessage = {
         type: 'join',
-        name: this.#options.name ?? `${hostname()}-${process.pid}`,
+        name: this.#options.name ?? defaultWorkerName(),
         capabilities,
         blobs: this.store.list(),
       };

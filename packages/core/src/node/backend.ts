@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { DinferError, DinferErrorCode } from './errors.js';
+import { type BackendInfo, type BackendName, parseBackendName } from '../backend-info.js';
+import { DinferError, DinferErrorCode } from '../errors.js';
 
 const requireFromHere = createRequire(import.meta.url);
 
@@ -27,21 +28,6 @@ function nativeBindingProblem(pkg: string): string | undefined {
   return found
     ? undefined
     : 'installed without its native binding (its install script did not fetch libtensorflow)';
-}
-
-/** The backends dinfer can run on, fastest first. `tensorflow` means tfjs-node(-gpu). */
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-
-/** Which backend is active and where it came from. */
-export interface BackendInfo {
-  /** The TF.js backend name now active (`tf.getBackend()`). */
-  readonly name: BackendName;
-  /** The package that provided it (e.g. `@tensorflow/tfjs-node-gpu`). */
-  readonly source: string;
-  /** True when the user forced this backend (option or `DINFER_BACKEND`). */
-  readonly forced: boolean;
-  /** Why each faster candidate was skipped, in the order tried. */
-  readonly skipped: readonly { readonly source: string; readonly reason: string }[];
 }
 
 /** Options for {@link initBackend}. */
@@ -85,21 +71,8 @@ const candidates: readonly Candidate[] = [
   { name: 'cpu', source: '@tensorflow/tfjs-backend-cpu', load: async () => {} },
 ];
 
-const backendNames: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
-
 let active: Promise<BackendInfo> | undefined;
 let activeRequest: BackendName | undefined;
-
-/** Parses a backend name (e.g. from `DINFER_BACKEND`), throwing a clear error when unknown. */
-export function parseBackendName(value: string): BackendName {
-  const lower = value.trim().toLowerCase();
-  if ((backendNames as readonly string[]).includes(lower)) return lower as BackendName;
-  throw new DinferError(
-    DinferErrorCode.INVALID_ARGUMENT,
-    `unknown backend "${value}": expected one of ${backendNames.join(', ')}`,
-    { details: { backend: value } },
-  );
-}
 
 function firstLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
@@ -155,10 +128,4 @@ export function initBackend(options: InitBackendOptions = {}): Promise<BackendIn
     activeRequest = undefined;
   });
   return active;
-}
-
-/** Describes a backend in one line for logs and CLI output. */
-export function describeBackend(info: BackendInfo): string {
-  const how = info.forced ? 'forced' : 'auto';
-  return `backend: ${info.name} (${info.source}, ${how})`;
 }

@@ -19,16 +19,17 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
-import { DinferError, DinferErrorCode } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
-import { type Metrics, noopMetrics } from '../metrics.js';
-import type { WorkerLoad } from '../scheduler.js';
-import {
-  decodeHeartbeat,
-  type HeartbeatKey,
-  type HeartbeatPayload,
-  type HeartbeatRejectReason,
-} from './heartbeat-packet.js';
+import { DinferError, DinferErrorCode } from '../../errors.js';
+import type {
+  HeartbeatInfo,
+  HeartbeatKey,
+  HeartbeatReceiver,
+  HeartbeatReceiverOptions,
+} from '../../heartbeats.js';
+import { type Logger, silentLogger } from '../../logger.js';
+import { type Metrics, noopMetrics } from '../../metrics.js';
+import type { WorkerLoad } from '../../scheduler.js';
+import { decodeHeartbeat, type HeartbeatPayload, type HeartbeatRejectReason } from './heartbeat-packet.js';
 
 function sameKey(a: HeartbeatKey | 'unsigned', b: HeartbeatKey | 'unsigned'): boolean {
   if (typeof a === 'string' || typeof b === 'string') return a === b;
@@ -43,73 +44,6 @@ export const DEFAULT_HEARTBEAT_MAX_SKEW_MS = 60_000;
 
 /** Default cap on the number of worker ids the receiver remembers at once. */
 export const DEFAULT_HEARTBEAT_MAX_WORKERS = 10_000;
-
-/** What the receiver knows about an accepted beat, besides the load. */
-export interface HeartbeatInfo {
-  /** Source address and port of the datagram. */
-  readonly address: string;
-  readonly port: number;
-  readonly seq: number;
-  /** Sender clock at send time (ms since epoch). */
-  readonly sentAt: number;
-  /** Receiver clock at arrival (ms since epoch). */
-  readonly receivedAt: number;
-  /** The sender's run id. */
-  readonly boot: string;
-  /** True when this beat starts a new run of a worker seen before (the worker restarted). */
-  readonly restarted: boolean;
-  /** True when the packet carried a tag (always true for a worker watched with a key). */
-  readonly signed: boolean;
-}
-
-/** Options of {@link createHeartbeatReceiver}. */
-export interface HeartbeatReceiverOptions {
-  /** Address to bind; an IPv6 literal selects udp6. Default `0.0.0.0`. */
-  readonly host?: string | undefined;
-  /** Port to bind; 0 picks a free one (see {@link HeartbeatReceiver.port}). */
-  readonly port: number;
-  /** A watched worker with no accepted beat for this long times out. Default 30 000 ms. */
-  readonly timeoutMs?: number | undefined;
-  /** How often timeouts are checked. Default `min(1000, timeoutMs / 4)` ms. */
-  readonly checkIntervalMs?: number | undefined;
-  /** Largest tolerated `|sentAt - now|`, in ms. Default 60 000. */
-  readonly maxSkewMs?: number | undefined;
-  /** Most worker ids remembered at once; beats of further ids are refused. Default 10 000. */
-  readonly maxWorkers?: number | undefined;
-  /** Called for every accepted beat (watched or not). Exceptions are logged, not propagated. */
-  readonly onBeat: (workerId: string, load: WorkerLoad, info: HeartbeatInfo) => void;
-  /** Called once when a watched worker falls silent; an accepted beat re-arms it. */
-  readonly onTimeout: (workerId: string) => void;
-  readonly logger?: Logger | undefined;
-  /**
-   * Receives `dinfer_heartbeat_received_total{result}` (result `accepted` or a
-   * {@link HeartbeatRejectReason}) and `dinfer_heartbeat_timeouts_total`.
-   */
-  readonly metrics?: Metrics | undefined;
-}
-
-/** A bound heartbeat receiver. */
-export interface HeartbeatReceiver {
-  /** The bound UDP port. */
-  readonly port: number;
-  /**
-   * Starts accepting beats of `workerId`, signed with `key` (its connection's session key), or
-   * unchecked with `'unsigned'` (a cluster without a credential); silence is counted from the
-   * later of its last accepted beat and this call. Watching it again with another key (the
-   * worker joined again) starts a new run: its replay state is reset.
-   */
-  watch(workerId: string, key: HeartbeatKey | 'unsigned'): void;
-  /** Stops watching `workerId`: its beats are refused from now on. */
-  forget(workerId: string): void;
-  /** Time of the last accepted beat of `workerId` (ms since epoch), if any. */
-  lastSeen(workerId: string): number | undefined;
-  /** Datagrams refused so far (any reason). */
-  readonly rejected: number;
-  /** Beats accepted so far. */
-  readonly accepted: number;
-  /** Closes the socket and stops the timeout timer. Safe to call more than once. */
-  stop(): Promise<void>;
-}
 
 interface WorkerRecord {
   boot: string;

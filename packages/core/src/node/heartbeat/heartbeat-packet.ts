@@ -19,8 +19,9 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { DinferError, DinferErrorCode } from '../errors.js';
-import type { WorkerLoad } from '../scheduler.js';
+import { DinferError, DinferErrorCode } from '../../errors.js';
+import type { HeartbeatKey } from '../../heartbeats.js';
+import type { WorkerLoad } from '../../scheduler.js';
 
 /** Largest heartbeat datagram sent or accepted, in bytes. */
 export const HEARTBEAT_MAX_PACKET_BYTES = 8192;
@@ -122,9 +123,6 @@ function checkPayload(value: unknown): HeartbeatPayload | string {
     },
   };
 }
-
-/** A key that signs heartbeats: a connection's session key (or, for tests, any string). */
-export type HeartbeatKey = Uint8Array | string;
 
 function tag(key: HeartbeatKey, prefix: Uint8Array, payload: Uint8Array): Buffer {
   return createHmac('sha256', key).update(prefix).update(payload).digest();

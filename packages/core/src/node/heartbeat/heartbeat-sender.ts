@@ -8,45 +8,11 @@ import { randomBytes } from 'node:crypto';
 import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { DinferError, DinferErrorCode } from '../errors.js';
-import { type Logger, silentLogger } from '../logger.js';
-import type { WorkerLoad } from '../scheduler.js';
-import {
-  encodeHeartbeat,
-  HEARTBEAT_MAX_WORKER_ID_LENGTH,
-  HEARTBEAT_VERSION,
-  type HeartbeatKey,
-} from './heartbeat-packet.js';
-
-/** Options of {@link createHeartbeatSender}. */
-export interface HeartbeatSenderOptions {
-  /** The master's heartbeat address: an IPv4/IPv6 literal or a host name (resolved at start). */
-  readonly host: string;
-  readonly port: number;
-  /**
-   * Signs every packet: the session key of this worker's connection to the master
-   * (`Connection.session.key`); `undefined` sends unsigned packets (a cluster without a
-   * credential).
-   */
-  readonly key: HeartbeatKey | undefined;
-  readonly workerId: string;
-  /** Time between two beats, in ms (the first beat leaves at start). */
-  readonly intervalMs: number;
-  /** Called before each beat; a throw or an invalid load skips that beat (logged). */
-  readonly getLoad: () => WorkerLoad;
-  readonly logger?: Logger | undefined;
-}
-
-/** A running (or stopped) heartbeat sender. */
-export interface HeartbeatSender {
-  /**
-   * Starts beating. Each start begins a new run: a fresh random boot id and `seq` from 0, so a
-   * receiver treats it as a restart. Calling it while started does nothing.
-   */
-  start(): void;
-  /** Stops beating and closes the socket. Safe to call more than once. */
-  stop(): Promise<void>;
-}
+import { DinferError, DinferErrorCode } from '../../errors.js';
+import type { HeartbeatSender, HeartbeatSenderOptions } from '../../heartbeats.js';
+import { type Logger, silentLogger } from '../../logger.js';
+import type { WorkerLoad } from '../../scheduler.js';
+import { encodeHeartbeat, HEARTBEAT_MAX_WORKER_ID_LENGTH, HEARTBEAT_VERSION } from './heartbeat-packet.js';
 
 function checkOptions(options: HeartbeatSenderOptions): void {
   const fail = (message: string): never => {
