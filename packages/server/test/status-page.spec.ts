@@ -141,7 +141,7 @@ describe('status page in headless Chromium against a real cluster', () => {
     expect(status.degraded).toBe(false);
     expect(status.workers.map((w) => w.name).sort()).toEqual(['alpha', 'beta']);
     for (const w of status.workers) {
-      expect(w.id).toMatch(/^w\d+$/);
+      expect(w.id).toMatch(/^w\d+-[0-9a-f]{8}$/);
       expect(w.backend).toBe('cpu');
       expect(w.state).toBe('ready');
       expect(w.breaker).toBe('closed');
