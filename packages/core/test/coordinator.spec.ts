@@ -8,6 +8,7 @@ import { type Coordinator, createCoordinator } from '../src/master/coordinator.j
 import type { CoordinatorEvent } from '../src/master/coordinator-types.js';
 import { analyzeModel } from '../src/model/analyze.js';
 import { initBackend } from '../src/node/backend.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { roundRobinScheduler } from '../src/place/round-robin.js';
 import { type Scheduler, schedulerSymbol, type WorkerView } from '../src/scheduler.js';
 import { fromTfTensor, toTfTensor } from '../src/tensor/tfjs.js';
@@ -66,7 +67,7 @@ async function startCluster(
         token: TOKEN,
         master: address,
         name,
-        cacheDir,
+        store: createBlobStore({ dir: cacheDir }),
         capabilities: caps,
         reconnect: false,
       });

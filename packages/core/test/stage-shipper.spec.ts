@@ -6,6 +6,7 @@ import type { Connection } from '../src/connection/connection.js';
 import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { initBackend } from '../src/node/backend.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { type StageBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
 import { encodeDelta } from '../src/ship/delta.js';
@@ -59,7 +60,7 @@ async function joinedWorker(): Promise<{
     transport: memoryTransport({ network }),
     token: TOKEN,
     master: 'memory:master',
-    cacheDir,
+    store: createBlobStore({ dir: cacheDir }),
     capabilities: caps,
     reconnect: false,
   });

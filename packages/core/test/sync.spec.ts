@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
 import { loadLayersModel } from '../src/model/io.js';
 import { initBackend } from '../src/node/backend.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { bytesOf, type CountingTransport, countingTransport } from '../src/testing/counting-transport.js';
@@ -76,7 +77,7 @@ async function startCluster(chunkBytes: number): Promise<Cluster> {
         transport: memoryTransport({ network }),
         token: TOKEN,
         master: address,
-        cacheDir: dir,
+        store: createBlobStore({ dir: dir }),
         capabilities: caps,
         reconnect: false,
       });
@@ -192,7 +193,7 @@ describe('shard sync through the coordinator', () => {
       transport: memoryTransport({ network: cluster.network }),
       token: TOKEN,
       master: cluster.address,
-      cacheDir: dir,
+      store: createBlobStore({ dir: dir }),
       capabilities: caps,
       reconnect: false,
     });

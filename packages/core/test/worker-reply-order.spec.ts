@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Connection } from '../src/connection/connection.js';
 import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { initBackend } from '../src/node/backend.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { partitionModel } from '../src/partition/partition.js';
 import { stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
@@ -93,7 +94,7 @@ describe('worker inference queue', () => {
       transport: loggingTransport(transport, log),
       master: 'memory:master',
       token: TOKEN,
-      cacheDir,
+      store: createBlobStore({ dir: cacheDir }),
       capabilities: { backend: tf.getBackend(), cores: 1, memoryBytes: 2 ** 30, score: 1 },
       reconnect: false,
     });

@@ -10,6 +10,7 @@ import type { Connection } from '../src/connection/connection.js';
 import { listenForConnections } from '../src/connection/listen-for-connections.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { initBackend } from '../src/node/backend.js';
+import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { decodeHeartbeat } from '../src/node/heartbeat/heartbeat-packet.js';
 import { createHeartbeatSender } from '../src/node/heartbeat/heartbeat-sender.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
@@ -144,7 +145,7 @@ class FakeMaster {
 }
 
 async function setup(
-  overrides: Partial<WorkerOptions> = {},
+  overrides: { cacheDir?: string } = {},
 ): Promise<{ master: FakeMaster; network: MemoryNetwork; transport: Transport; cacheDir: string }> {
   const network = new MemoryNetwork();
   const transport = memoryTransport({ network });
@@ -163,7 +164,7 @@ function worker(
     transport,
     master: 'memory:master',
     token: TOKEN,
-    cacheDir,
+    store: createBlobStore({ dir: cacheDir }),
     capabilities,
     name: 'test-worker',
     reconnect: { initialDelayMs: 10, maxDelayMs: 50 },

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type Coordinator,
+  createBlobStore,
   createCoordinator,
   createWorker,
   type DinferWorker,
@@ -146,7 +147,7 @@ beforeAll(async () => {
       master: address,
       token: TOKEN,
       name,
-      cacheDir: await mkdtemp(path.join(root, `${name}-`)),
+      store: createBlobStore({ dir: await mkdtemp(path.join(root, `${name}-`)) }),
       capabilities: { backend: 'wasm', cores: 1, memoryBytes: 1024 ** 3, score: 1 },
       reconnect: false,
     });

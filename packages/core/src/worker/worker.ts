@@ -2,7 +2,8 @@
  * The worker runtime: dials the master (core's `dialConnection` over any {@link Transport}),
  * joins with its capabilities and cached blobs, and serves the master's requests (blob
  * shipping, stage loading, inference, pings). When the link drops it redials and joins again
- * with core's backoff (`retryWithBackoff`), keeps its blob cache on disk across restarts, and
+ * with core's backoff (`retryWithBackoff`), keeps its shards in the blob store it is given (on disk
+ * across restarts, with `@dinfer/core/node`'s `createBlobStore`), and
  * drains gracefully on stop.
  *
  * @module
@@ -20,7 +21,6 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { HeartbeatSender, HeartbeatSenderFactory } from '../heartbeats.js';
 import { type Logger, silentLogger } from '../logger.js';
 import { type Metrics, noopMetrics } from '../metrics.js';
-import { createBlobStore } from '../node/disk-blob-store.js';
 import {
   messageEnvelope,
   type ProtocolMessage,
@@ -30,6 +30,7 @@ import {
 } from '../protocol/messages.js';
 import type { WorkerCapabilities, WorkerLoad } from '../scheduler.js';
 import type { BlobStore } from '../ship/blob-store.js';
+import { memoryBlobStore } from '../ship/memory-blob-store.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
 import type { Envelope, Transport } from '../transport.js';
 import { BlobReceiver } from './blob-receiver.js';
@@ -51,10 +52,12 @@ export interface WorkerOptions {
   readonly token?: string | undefined;
   /** Name announced in `join`. Default `<hostname>-<pid>`. */
   readonly name?: string | undefined;
-  /** Directory of the blob cache. */
-  readonly cacheDir: string;
-  /** Bound of the blob cache in bytes. Default 4 GiB. */
-  readonly cacheMaxBytes?: number | undefined;
+  /**
+   * Where the worker keeps the shards it is sent; the worker owns it from now on (it closes it
+   * on stop). In Node, `createBlobStore({ dir })` from `@dinfer/core/node` keeps them on disk
+   * across restarts, so a restarted worker is sent nothing again. Default: in memory.
+   */
+  readonly store?: BlobStore | undefined;
   /** Inference requests allowed to wait behind the running one; more get `OVERLOADED`. Default 64. */
   readonly queueLimit?: number | undefined;
   /** Declared capabilities. Default: measured at start with `measureCapabilities()`. */
@@ -200,11 +203,7 @@ class Worker implements DinferWorker {
     this.#metrics = options.metrics ?? noopMetrics;
     this.#limits = options.tensorLimits ?? { maxBytes: DEFAULT_WORKER_TENSOR_BYTES };
     this.#queue = createWorkQueue(options.queueLimit ?? 64);
-    this.store = createBlobStore({
-      dir: options.cacheDir,
-      maxBytes: options.cacheMaxBytes,
-      logger: this.#logger,
-    });
+    this.store = options.store ?? memoryBlobStore();
     this.#blobs = new BlobReceiver({
       store: this.store,
       maxChunkBytes,
@@ -494,10 +493,10 @@ class Worker implements DinferWorker {
 }
 
 /**
- * Creates a worker runtime (not started). Its blob cache opens right away, so cached blobs
+ * Creates a worker runtime (not started). Its blob store is read right away, so cached blobs
  * are known before the first `join`.
  *
- * @throws DinferError INVALID_ARGUMENT for bad options, MODEL_IO when the cache directory is unusable.
+ * @throws DinferError INVALID_ARGUMENT for bad options.
  */
 export function createWorker(options: WorkerOptions): DinferWorker {
   return new Worker(options);

@@ -14,7 +14,7 @@
  * @module
  */
 import { performance } from 'node:perf_hooks';
-import { createWorker, describeBackend, initBackend } from '@dinfer/core';
+import { createBlobStore, createWorker, describeBackend, initBackend } from '@dinfer/core';
 import { tcpTransport } from '@dinfer/transport-tcp';
 import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';
 
@@ -59,7 +59,7 @@ async function main(): Promise<void> {
     master: env('DINFER_BENCH_MASTER'),
     token,
     name: env('DINFER_BENCH_NAME'),
-    cacheDir: env('DINFER_BENCH_CACHE'),
+    store: createBlobStore({ dir: env('DINFER_BENCH_CACHE') }),
     reconnect: false,
   });
   worker.onStateChange((state) => {

@@ -24,6 +24,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type Coordinator,
+  createBlobStore,
   createCoordinator,
   createWorker,
   type DinferWorker,
@@ -77,7 +78,7 @@ async function startCluster(): Promise<Cluster> {
         transport: memoryTransport({ network }),
         master: address,
         token: TOKEN,
-        cacheDir: dir,
+        store: createBlobStore({ dir }),
         capabilities: { backend: tf.getBackend(), cores: 1, memoryBytes: 8 * 2 ** 30, score: 1 },
         reconnect: false,
       });

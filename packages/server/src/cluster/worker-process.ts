@@ -7,6 +7,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BackendInfo,
+  createBlobStore,
   createHeartbeatSender,
   createWorker,
   type DinferWorker,
@@ -74,8 +75,8 @@ export async function startWorkerProcess(options: WorkerProcessOptions): Promise
     master: options.master,
     token,
     name: options.name,
-    cacheDir,
-    cacheMaxBytes: options.cacheMaxBytes,
+    // Shards on disk, shared safely with other workers of this machine, kept across restarts.
+    store: createBlobStore({ dir: cacheDir, maxBytes: options.cacheMaxBytes, logger: options.logger }),
     queueLimit: options.queueLimit,
     // Signed UDP datagrams beside the connection, when the master asks for them.
     heartbeats: createHeartbeatSender,
