@@ -5,7 +5,7 @@
  * @module
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { ModelGraph } from '../model/graph.js';
+import type { CutGraph } from '../model/cut-graph.js';
 import { idleStageReason } from '../model/graph-analysis.js';
 import type { ModelAnalysis } from '../model/types.js';
 
@@ -30,7 +30,7 @@ function describeValidCuts(valid: readonly number[]): string {
  * Throws PARTITION_INVALID_CUT naming the first bad cut and listing the valid positions.
  * @internal
  */
-export function validateCuts(graph: ModelGraph, analysis: ModelAnalysis, cuts: readonly number[]): void {
+export function validateCuts(graph: CutGraph, analysis: ModelAnalysis, cuts: readonly number[]): void {
   const count = graph.layers.length;
   const validCuts = analysis.cuts.filter((c) => c.valid).map((c) => c.index);
   const allowed = `cuts must be integers in 1..${count - 1}, strictly increasing, each stage running at least one computing layer; valid cut positions for "${graph.name}": ${describeValidCuts(validCuts)}`;

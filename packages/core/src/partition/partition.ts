@@ -33,8 +33,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { buildModelGraph, type GraphTensor, type ModelGraph, specOf } from '../model/graph.js';
-import { analyzeGraph, crossingTensors, layerWeightBytes } from '../model/graph-analysis.js';
+import { specOf } from '../model/cut-graph.js';
+import { buildModelGraph, type GraphTensor, layerWeightBytes, type ModelGraph } from '../model/graph.js';
+import { analyzeGraph, crossingTensors } from '../model/graph-analysis.js';
 import { kerasSafeName } from '../model/tensor-names.js';
 import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 import { validateCuts } from './cut-validation.js';
