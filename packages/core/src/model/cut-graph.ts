@@ -7,6 +7,7 @@
  *
  * @module
  */
+import type { DinferError } from '../errors.js';
 import type { DType, SymbolicShape, TensorSpec } from './types.js';
 
 /** A layer of `model.layers` as analysis sees it. */
@@ -93,4 +94,60 @@ export function elementsPerExample(shape: SymbolicShape): number {
 /** The {@link TensorSpec} of a graph tensor. */
 export function specOf(tensor: CutTensor): TensorSpec {
   return { name: tensor.name, shape: tensor.shape, dtype: tensor.dtype };
+}
+
+/** A TF.js dtype name as a {@link DType}; anything else counts as float32. */
+export function toDType(value: unknown): DType {
+  return value === 'int32' || value === 'bool' || value === 'complex64' || value === 'string'
+    ? value
+    : 'float32';
+}
+
+/** `preferred`, each name that repeats an earlier one replaced by `fallback(i)`. */
+export function uniqueNames(preferred: readonly string[], fallback: (i: number) => string): string[] {
+  const seen = new Set<string>();
+  return preferred.map((name, i) => {
+    const chosen = seen.has(name) ? fallback(i) : name;
+    seen.add(chosen);
+    return chosen;
+  });
+}
+
+/** A tensor a graph builder is still naming. */
+interface OutputCandidate {
+  name: string;
+  readonly inputIndex: number | undefined;
+  readonly outputIndices: number[];
+}
+
+/**
+ * Marks `tensors` (one per model output, in order; undefined where the walk did not reach
+ * one) as the model's outputs and gives them the outputs' names: `preferred` (the output
+ * layers' names), a repeated one becoming `output_<i>`.
+ *
+ * @param fail Makes the error for a graph that cannot be partitioned.
+ * @throws what `fail` makes, for an output not reached, an output that is a model input, or a
+ *   tensor listed twice.
+ */
+export function markModelOutputs<T extends OutputCandidate>(
+  tensors: readonly (T | undefined)[],
+  preferred: readonly string[],
+  modelName: string,
+  fail: (message: string, details: Record<string, unknown>) => DinferError,
+): T[] {
+  const names = uniqueNames(preferred, (i) => `output_${i}`);
+  return tensors.map((tensor, i) => {
+    if (!tensor) throw fail(`model output ${i} was not reached by the graph walk`, { output: i });
+    if (tensor.inputIndex !== undefined) {
+      throw fail(`model output "${names[i]}" is directly the model input "${tensor.name}"`, {
+        output: names[i],
+      });
+    }
+    if (tensor.outputIndices.length > 0) {
+      throw fail(`model "${modelName}" lists the same tensor twice as an output`, { output: names[i] });
+    }
+    tensor.name = names[i]!;
+    tensor.outputIndices.push(i);
+    return tensor;
+  });
 }

@@ -12,7 +12,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { CutGraph, CutLayer, CutNode, CutTensor } from './cut-graph.js';
+import {
+  type CutGraph,
+  type CutLayer,
+  type CutNode,
+  type CutTensor,
+  markModelOutputs,
+  toDType,
+  uniqueNames,
+} from './cut-graph.js';
 import { estimateCallFlops } from './flops.js';
 import { intermediateTensorName } from './tensor-names.js';
 import type { DType, SymbolicShape } from './types.js';
@@ -118,27 +126,6 @@ function callFlops(layer: Layer, inputs: readonly GraphTensor[], outputs: readon
         | undefined,
     activation: config.activation,
     poolSize: config.poolSize,
-  });
-}
-
-function toDType(value: string): DType {
-  if (
-    value === 'float32' ||
-    value === 'int32' ||
-    value === 'bool' ||
-    value === 'complex64' ||
-    value === 'string'
-  )
-    return value;
-  return 'float32';
-}
-
-function uniqueNames(preferred: readonly string[], fallback: (i: number) => string): string[] {
-  const seen = new Set<string>();
-  return preferred.map((name, i) => {
-    const chosen = seen.has(name) ? fallback(i) : name;
-    seen.add(chosen);
-    return chosen;
   });
 }
 
@@ -291,27 +278,12 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
     }
   }
 
-  const outputNames = uniqueNames(
+  const outputs = markModelOutputs(
+    modelOutputs.map((t) => tensors.get(tensorKey(t.sourceLayer, t.nodeIndex, t.tensorIndex))),
     modelOutputs.map((t, i) => model.outputNames?.[i] ?? t.sourceLayer.name),
-    (i) => `output_${i}`,
+    modelName,
+    unsupported,
   );
-  const outputs = modelOutputs.map((t, i) => {
-    const tensor = tensors.get(tensorKey(t.sourceLayer, t.nodeIndex, t.tensorIndex));
-    if (!tensor) throw unsupported(`model output ${i} was not reached by the graph walk`, { output: i });
-    if (tensor.inputIndex !== undefined) {
-      throw unsupported(`model output "${outputNames[i]}" is directly the model input "${tensor.name}"`, {
-        output: outputNames[i],
-      });
-    }
-    if (tensor.outputIndices.length > 0) {
-      throw unsupported(`model "${modelName}" lists the same tensor twice as an output`, {
-        output: outputNames[i],
-      });
-    }
-    tensor.name = outputNames[i]!;
-    tensor.outputIndices.push(i);
-    return tensor;
-  });
 
   const nodesByLayer: GraphNode[][] = layers.map(() => []);
   for (const node of nodes) nodesByLayer[node.layerIndex]!.push(node);

@@ -16,7 +16,15 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { CutGraph, CutLayer, CutNode, CutTensor } from './cut-graph.js';
+import {
+  type CutGraph,
+  type CutLayer,
+  type CutNode,
+  type CutTensor,
+  markModelOutputs,
+  toDType,
+  uniqueNames,
+} from './cut-graph.js';
 import { estimateCallFlops } from './flops.js';
 import { callOutputShapes, unbuiltLayer } from './keras-layer-shapes.js';
 import {
@@ -55,7 +63,8 @@ export interface TopologyNode extends CutNode {
 
 /** A tensor of the graph. */
 export interface TopologyTensor extends CutTensor {
-  readonly name: string;
+  /** Set once the graph is built: a model output takes its output layer's name. */
+  name: string;
   /** The call that computes it; undefined for a model input. */
   readonly producer: TopologyNode | undefined;
   /** Its index among the producer's outputs (0 for a model input). */
@@ -77,12 +86,6 @@ export interface TopologyGraph extends CutGraph {
 
 const dtypeSize: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 };
 
-function toDType(value: unknown): DType {
-  return value === 'int32' || value === 'bool' || value === 'complex64' || value === 'string'
-    ? value
-    : 'float32';
-}
-
 function elementsOf(weight: ManifestWeight): number {
   return weight.shape.reduce((a, b) => a * b, 1);
 }
@@ -90,15 +93,6 @@ function elementsOf(weight: ManifestWeight): number {
 /** Bytes a weight takes once loaded: its dtype's, whatever form it is stored in. */
 export function loadedWeightBytes(weight: ManifestWeight): number {
   return elementsOf(weight) * (dtypeSize[weight.dtype] ?? 4);
-}
-
-function uniqueNames(preferred: readonly string[], fallback: (i: number) => string): string[] {
-  const seen = new Set<string>();
-  return preferred.map((name, i) => {
-    const chosen = seen.has(name) ? fallback(i) : name;
-    seen.add(chosen);
-    return chosen;
-  });
 }
 
 function unsupported(where: string, message: string, details: Record<string, unknown> = {}): DinferError {
@@ -433,26 +427,12 @@ export function buildTopologyGraph(
   };
   for (const ref of outputRefs) visit(ref.layer, ref.nodeIndex);
 
-  const outputNames = uniqueNames(
+  const outputs = markModelOutputs(
+    outputRefs.map((ref) => tensors.get(tensorKey(ref.layer, ref.nodeIndex, ref.tensorIndex))),
     outputRefs.map((ref) => ref.layer),
-    (i) => `output_${i}`,
+    topology.name,
+    (message, details) => unsupported(where, message, details),
   );
-  const outputs = outputRefs.map((ref, i) => {
-    const tensor = tensors.get(tensorKey(ref.layer, ref.nodeIndex, ref.tensorIndex));
-    if (tensor === undefined) throw unsupported(where, `model output ${i} was not reached by the graph walk`);
-    if (tensor.inputIndex !== undefined) {
-      throw unsupported(
-        where,
-        `model output "${outputNames[i]}" is directly the model input "${tensor.name}"`,
-      );
-    }
-    if (tensor.outputIndices.length > 0) {
-      throw unsupported(where, `model "${topology.name}" lists the same tensor twice as an output`);
-    }
-    (tensor as { name: string }).name = outputNames[i]!;
-    tensor.outputIndices.push(i);
-    return tensor;
-  });
 
   const nodesByLayer: TopologyNode[][] = layers.map(() => []);
   for (const node of nodes) nodesByLayer[node.layerIndex]!.push(node);
