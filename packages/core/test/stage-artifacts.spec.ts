@@ -5,8 +5,8 @@ import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { partitionModel } from '../src/partition/partition.js';
 import {
+  type HeldStageBlobs,
   modelFromBlobs,
-  type StageBlobs,
   stageTensorHashes,
   stageToBlobs,
   tensorBlobPath,
@@ -20,7 +20,7 @@ beforeAll(async () => {
 });
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-const tensorsOf = (blobs: StageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
+const tensorsOf = (blobs: HeldStageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
 
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
   try {

@@ -10,7 +10,7 @@ import { initBackend } from '../src/backend.js';
 import { type DinferError, DinferErrorCode, isDinferError } from '../src/errors.js';
 import { decodeHeartbeat } from '../src/heartbeat/heartbeat-packet.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
-import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
+import { type HeldStageBlobs, type HeldTensorBlob, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import {
   type JoinMessage,
   type ProtocolMessage,
@@ -39,9 +39,9 @@ const TOKEN = 'worker-spec-token';
 const KEY = stageKey('residual', 'v1', 1);
 
 let stage: PartitionStage;
-let blobs: StageBlobs;
+let blobs: HeldStageBlobs;
 /** The stage's largest weight tensor: the blob the chunking tests ship piece by piece. */
-let big: TensorBlob;
+let big: HeldTensorBlob;
 let model: tf.LayersModel;
 let capabilities: WorkerCapabilities;
 

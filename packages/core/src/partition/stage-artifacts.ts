@@ -25,18 +25,21 @@ import {
   weightEntryBytes,
 } from '../model/artifacts.js';
 import { modelFromArtifacts, modelToArtifacts } from '../model/io.js';
+import { type BlobSource, heldBlob } from '../ship/blob-source.js';
 import { plannedQuantization, quantizeWeight, type WeightQuantizationPlan } from './weight-quantization.js';
 
 /** One weight tensor of a stage as a blob. */
-export interface TensorBlob {
+export interface TensorBlob extends BlobSource {
   /** The weight's name in the manifest (e.g. `conv1_conv/kernel`). */
   readonly name: string;
-  /** Hex SHA-256 of {@link bytes}. */
-  readonly sha256: string;
-  /** The stored bytes: raw little-endian values, or quantized ones when `entry.quantization` says so. */
-  readonly bytes: Uint8Array;
   /** The weight's manifest entry (name, shape, dtype, optional `quantization`). */
   readonly entry: tf.io.WeightsManifestEntry;
+}
+
+/** A {@link TensorBlob} whose bytes are held in memory. */
+export interface HeldTensorBlob extends TensorBlob {
+  /** The stored bytes: raw little-endian values, or quantized ones when `entry.quantization` says so. */
+  readonly bytes: Uint8Array;
 }
 
 /** A stage serialised for shipping. */
@@ -50,6 +53,11 @@ export interface StageBlobs {
   readonly weightBytes: number;
   /** Total bytes the weights take as float32 (unquantized), for ratios. */
   readonly rawWeightBytes: number;
+}
+
+/** {@link StageBlobs} whose tensors are held in memory (those of {@link stageToBlobs}). */
+export interface HeldStageBlobs extends StageBlobs {
+  readonly tensors: readonly HeldTensorBlob[];
 }
 
 /** Options for {@link stageToBlobs}. */
@@ -80,13 +88,13 @@ function sha256Of(bytes: Uint8Array): string {
 export async function stageToBlobs(
   model: tf.LayersModel,
   options: StageToBlobsOptions = {},
-): Promise<StageBlobs> {
+): Promise<HeldStageBlobs> {
   const artifacts = await modelToArtifacts(model);
   if (artifacts.modelTopology === undefined || artifacts.modelTopology instanceof ArrayBuffer) {
     throw new DinferError(DinferErrorCode.MODEL_UNSUPPORTED, `model "${model.name}" has no JSON topology`);
   }
   const data = new Uint8Array(joinWeightData(artifacts.weightData));
-  const tensors: TensorBlob[] = [];
+  const tensors: HeldTensorBlob[] = [];
   let offset = 0;
   let rawWeightBytes = 0;
   for (const spec of artifacts.weightSpecs ?? []) {
@@ -110,22 +118,34 @@ export async function stageToBlobs(
       bytes = quantized.bytes;
       entry = { ...entry, quantization: quantized.quantization };
     }
-    tensors.push({ name: spec.name, sha256: sha256Of(bytes), bytes, entry });
+    tensors.push({ name: spec.name, entry, ...heldBlob(bytes) });
   }
-  const json: tf.io.ModelJSON = {
+  const json: Omit<tf.io.ModelJSON, 'weightsManifest'> = {
     format: artifacts.format ?? 'layers-model',
     generatedBy: artifacts.generatedBy ?? 'dinfer',
     convertedBy: artifacts.convertedBy ?? null,
     modelTopology: artifacts.modelTopology,
     ...(artifacts.trainingConfig === undefined ? {} : { trainingConfig: artifacts.trainingConfig }),
-    weightsManifest: tensors.map((t) => ({ paths: [tensorBlobPath(t.sha256)], weights: [t.entry] })),
   };
-  const topology = new TextEncoder().encode(JSON.stringify(json));
+  return stageBlobsOf(json, tensors, rawWeightBytes);
+}
+
+/**
+ * The {@link StageBlobs} of a stage `model.json` whose manifest is `tensors`, one per group,
+ * in order (`json.weightsManifest` is replaced by that manifest).
+ */
+export function stageBlobsOf<T extends TensorBlob>(
+  json: Omit<tf.io.ModelJSON, 'weightsManifest'>,
+  tensors: readonly T[],
+  rawWeightBytes: number,
+): StageBlobs & { readonly tensors: readonly T[] } {
+  const manifest = tensors.map((t) => ({ paths: [tensorBlobPath(t.sha256)], weights: [t.entry] }));
+  const topology = new TextEncoder().encode(JSON.stringify({ ...json, weightsManifest: manifest }));
   return {
     topology,
     topologySha256: sha256Of(topology),
     tensors,
-    weightBytes: tensors.reduce((sum, t) => sum + t.bytes.byteLength, 0),
+    weightBytes: tensors.reduce((sum, t) => sum + t.byteLength, 0),
     rawWeightBytes,
   };
 }
