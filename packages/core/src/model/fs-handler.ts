@@ -36,7 +36,8 @@ export interface WrittenArtifacts {
   readonly shards: readonly string[];
 }
 
-function ioError(path: string, action: string, error: unknown): DinferError {
+/** The DinferError for a failed file operation: ABORTED, MODEL_NOT_FOUND or MODEL_IO. @internal */
+export function ioError(path: string, action: string, error: unknown): DinferError {
   const code = (error as NodeJS.ErrnoException | undefined)?.code;
   if (code === 'ABORT_ERR' || (error as Error | undefined)?.name === 'AbortError') {
     return new DinferError(DinferErrorCode.ABORTED, `${action} ${path} was aborted`, {
