@@ -40,8 +40,8 @@ import { kerasSafeName } from '../model/tensor-names.js';
 import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 import { validateCuts } from './cut-validation.js';
 
-/** One stage of a {@link Partition}. */
-export interface PartitionStage {
+/** What a stage is, whichever partitioner made it: its range, its signature and its weights. */
+export interface StageSignature {
   /** Position of the stage in the pipeline, from 0. */
   readonly index: number;
   /**
@@ -49,14 +49,18 @@ export interface PartitionStage {
    * layer listed before `start` whose later calls run in this range.
    */
   readonly layers: readonly [start: number, end: number];
-  /** The standalone stage model (layers and weights shared with the original model). */
-  readonly model: tf.LayersModel;
   /** What the stage reads, in the stage model's input order. */
   readonly inputs: readonly TensorSpec[];
   /** What the stage emits, in the stage model's output order. */
   readonly outputs: readonly TensorSpec[];
   /** Bytes of the weights of the layers this stage calls (a shared layer's in each stage calling it). */
   readonly weightBytes: number;
+}
+
+/** One stage of a {@link Partition}. */
+export interface PartitionStage extends StageSignature {
+  /** The standalone stage model (layers and weights shared with the original model). */
+  readonly model: tf.LayersModel;
 }
 
 /** A model split into pipeline stages. */
