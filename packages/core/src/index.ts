@@ -23,6 +23,7 @@ export * from './model/dispose-model.js';
 export * from './model/fs-handler.js';
 export * from './model/http-loader.js';
 export * from './model/io.js';
+export * from './model/model-from-weights.js';
 export * from './model/source-quantization.js';
 export * from './model/stage-totals.js';
 export * from './model/tensor-names.js';

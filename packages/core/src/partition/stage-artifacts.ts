@@ -17,14 +17,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import {
-  artifactsFromJson,
-  checkWeightBytes,
-  joinWeightData,
-  parseModelJson,
-  weightEntryBytes,
-} from '../model/artifacts.js';
-import { modelFromArtifacts, modelToArtifacts } from '../model/io.js';
+import { joinWeightData, parseModelJson, weightEntryBytes } from '../model/artifacts.js';
+import { modelToArtifacts } from '../model/io.js';
+import { modelFromWeightGroups, type WeightGroupReader } from '../model/model-from-weights.js';
 import { type BlobSource, heldBlob } from '../ship/blob-source.js';
 import { plannedQuantization, quantizeWeight, type WeightQuantizationPlan } from './weight-quantization.js';
 
@@ -191,8 +186,11 @@ export function stageTensorHashes(topology: Uint8Array, name = '<stage>'): strin
 
 /**
  * Builds a LayersModel from the blobs of {@link stageToBlobs}: the `model.json` and the tensor
- * blobs in manifest order (or all of them concatenated into one buffer). Quantized weights are
- * dequantized by TF.js as it loads them.
+ * blobs in manifest order, all of them concatenated into one buffer, or a reader that gives
+ * one group's blob at a time. The weights are set one tensor at a time
+ * (`modelFromWeightGroups`), so the backend holds the weights plus one tensor, and with a
+ * reader only one blob is read at a time. Quantized weights are dequantized by TF.js as it
+ * loads them.
  *
  * @param name Names the stage in messages and `details.path`.
  * @throws DinferError MODEL_CORRUPT when the `model.json` does not parse, or the blobs do not
@@ -200,16 +198,18 @@ export function stageTensorHashes(topology: Uint8Array, name = '<stage>'): strin
  */
 export async function modelFromBlobs(
   topology: Uint8Array,
-  weights: Uint8Array | readonly Uint8Array[],
+  weights: Uint8Array | readonly Uint8Array[] | WeightGroupReader,
   name = '<stage>',
 ): Promise<tf.LayersModel> {
   const json = decodeTopology(topology, name);
-  let buffer: ArrayBuffer;
-  if (weights instanceof Uint8Array) {
-    const declared = json.weightsManifest.reduce(
-      (sum, group) => sum + group.weights.reduce((s, w) => s + (weightEntryBytes(w) ?? 0), 0),
-      0,
-    );
+  const groupBytes = json.weightsManifest.map((group) =>
+    group.weights.reduce((sum, w) => sum + (weightEntryBytes(w) ?? 0), 0),
+  );
+  let readGroup: WeightGroupReader;
+  if (typeof weights === 'function') {
+    readGroup = weights;
+  } else if (weights instanceof Uint8Array) {
+    const declared = groupBytes.reduce((a, b) => a + b, 0);
     if (declared !== weights.byteLength) {
       throw new DinferError(
         DinferErrorCode.MODEL_CORRUPT,
@@ -217,28 +217,17 @@ export async function modelFromBlobs(
         { details: { path: name, expectedBytes: declared, actualBytes: weights.byteLength } },
       );
     }
-    // Copy into an exact ArrayBuffer: TF.js slices weight values out of it by offset.
-    buffer = weights.slice().buffer;
+    const starts = groupBytes.map((_, g) => groupBytes.slice(0, g).reduce((a, b) => a + b, 0));
+    readGroup = async (g) => weights.subarray(starts[g]!, starts[g]! + groupBytes[g]!);
   } else {
     if (weights.length !== json.weightsManifest.length) {
       throw new DinferError(
         DinferErrorCode.MODEL_CORRUPT,
-        `${name}: model.json has ${json.weightsManifest.length} weight groups, ${weights.length} blobs came with it`,
+        `${name}: model.json has ${json.weightsManifest.length} weight groups, ${weights.length} blobs came with them`,
         { details: { path: name, groups: json.weightsManifest.length, blobs: weights.length } },
       );
     }
-    checkWeightBytes(
-      json,
-      weights.map((w) => w.byteLength),
-      name,
-    );
-    const joined = new Uint8Array(weights.reduce((sum, w) => sum + w.byteLength, 0));
-    let offset = 0;
-    for (const w of weights) {
-      joined.set(w, offset);
-      offset += w.byteLength;
-    }
-    buffer = joined.buffer;
+    readGroup = async (g) => weights[g]!;
   }
-  return modelFromArtifacts(await artifactsFromJson(json, buffer), name);
+  return modelFromWeightGroups(json, readGroup, name);
 }
