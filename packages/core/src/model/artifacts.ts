@@ -34,7 +34,8 @@ const elementBytes: Record<string, number> = {
   int16: 2,
 };
 
-function corrupt(
+/** A MODEL_CORRUPT error about the artifacts at `path`. @internal */
+export function corrupt(
   path: string,
   message: string,
   extra: Record<string, unknown> = {},
@@ -212,4 +213,18 @@ export function checkMaxBytes(bytes: number, maxBytes: number | undefined, path:
       },
     );
   }
+}
+
+/**
+ * The error for a model TF.js could not build from its topology: MODEL_UNSUPPORTED for an
+ * unknown layer (or other) class, MODEL_CORRUPT otherwise. @internal
+ */
+export function modelBuildError(path: string, error: unknown): DinferError {
+  const message = (error as Error | undefined)?.message ?? String(error);
+  const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
+  return new DinferError(
+    unknown ? DinferErrorCode.MODEL_UNSUPPORTED : DinferErrorCode.MODEL_CORRUPT,
+    `${path}: cannot build the model: ${message}`,
+    { details: { path }, cause: error },
+  );
 }

@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import type { ReadModelOptions } from './artifacts.js';
+import { modelBuildError, type ReadModelOptions } from './artifacts.js';
 import { readArtifactsFromFile, writeModelArtifacts } from './fs-handler.js';
 import { isHttpSource, readArtifactsFromHttp } from './http-loader.js';
 import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
@@ -59,13 +59,7 @@ export async function modelFromArtifacts(
   try {
     model = await tf.loadLayersModel({ load: async () => artifacts });
   } catch (error) {
-    const message = (error as Error).message ?? String(error);
-    const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
-    throw new DinferError(
-      unknown ? DinferErrorCode.MODEL_UNSUPPORTED : DinferErrorCode.MODEL_CORRUPT,
-      `${path}: cannot build the model: ${message}`,
-      { details: { path }, cause: error },
-    );
+    throw modelBuildError(path, error);
   }
   rememberWeightQuantization(model, manifestWeightQuantization(artifacts.weightSpecs ?? []));
   return model;

@@ -13,26 +13,13 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
-import { DinferError, DinferErrorCode } from '../errors.js';
-import { type CheckedModelJson, weightEntryBytes } from './artifacts.js';
+import { type CheckedModelJson, corrupt, modelBuildError, weightEntryBytes } from './artifacts.js';
 import { disposeModel } from './dispose-model.js';
 import { pythonicToTs } from './keras-layer-shapes.js';
 import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
 
 /** Reads the stored bytes of group `group` of the weights manifest. */
 export type WeightGroupReader = (group: number) => Promise<Uint8Array>;
-
-function corrupt(
-  path: string,
-  message: string,
-  details: Record<string, unknown> = {},
-  cause?: unknown,
-): DinferError {
-  return new DinferError(DinferErrorCode.MODEL_CORRUPT, `${path}: ${message}`, {
-    details: { path, ...details },
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
 
 /** Makes the model of a topology with zero-filled weights (no initialiser runs). */
 function modelWithZeroWeights(json: CheckedModelJson, path: string): tf.LayersModel {
@@ -46,13 +33,7 @@ function modelWithZeroWeights(json: CheckedModelJson, path: string): tf.LayersMo
     const config = pythonicToTs(topology.config) as tf.serialization.ConfigDict;
     return cls.fromConfig(cls as never, config, {}, true) as tf.LayersModel;
   } catch (error) {
-    const message = (error as Error).message ?? String(error);
-    const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
-    throw new DinferError(
-      unknown ? DinferErrorCode.MODEL_UNSUPPORTED : DinferErrorCode.MODEL_CORRUPT,
-      `${path}: cannot build the model: ${message}`,
-      { details: { path }, cause: error },
-    );
+    throw modelBuildError(path, error);
   }
 }
 
