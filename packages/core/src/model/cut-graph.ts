@@ -19,6 +19,8 @@ export interface CutLayer {
   readonly params: number;
   /** Bytes of the weights once loaded (float32 for a weight stored quantized). */
   readonly weightBytes: number;
+  /** Bytes of its largest weight tensor once loaded. */
+  readonly largestWeightBytes: number;
 }
 
 /** One call of a layer. */

@@ -90,6 +90,13 @@ export function analyzeGraph(graph: CutGraph): ModelAnalysis {
       outputShapes,
       params: layer.params,
       weightBytes: layer.weightBytes,
+      largestWeightBytes: layer.largestWeightBytes,
+      activationBytes: Math.max(
+        0,
+        ...nodes.map((node) =>
+          [...node.inputs, ...node.outputs].reduce((sum, t) => sum + bytesPerExample(t.shape, t.dtype), 0),
+        ),
+      ),
       flops: calls.reduce((sum, call) => sum + call.flops, 0),
       calls,
     };

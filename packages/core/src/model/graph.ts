@@ -104,12 +104,13 @@ function isInputLayer(layer: Layer): boolean {
 
 const dtypeSize: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
 
+function variableBytes(variable: tf.LayerVariable): number {
+  return variable.shape.reduce<number>((a, b) => a * (b ?? 1), 1) * (dtypeSize[variable.dtype] ?? 4);
+}
+
 /** Bytes of a layer's weights (every variable, trainable or not). */
 export function layerWeightBytes(layer: Layer): number {
-  return layer.weights.reduce((sum, w) => {
-    const elements = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
-    return sum + elements * (dtypeSize[w.dtype] ?? 4);
-  }, 0);
+  return layer.weights.reduce((sum, w) => sum + variableBytes(w), 0);
 }
 
 /** Estimated FLOPs of one call of `layer` for one example (a nested model: its own calls). */
@@ -293,6 +294,7 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
     className: layer.getClassName(),
     params: layer.countParams(),
     weightBytes: layerWeightBytes(layer),
+    largestWeightBytes: Math.max(0, ...layer.weights.map(variableBytes)),
     layer,
   }));
   return { name: modelName, layers: graphLayers, inputs, outputs, nodes, tensors: tensorList, nodesByLayer };

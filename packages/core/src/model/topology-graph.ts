@@ -284,6 +284,7 @@ export function buildTopologyGraph(
       className: entry.className,
       params: owned.reduce((sum, w) => sum + elementsOf(w), 0),
       weightBytes: owned.reduce((sum, w) => sum + loadedWeightBytes(w), 0),
+      largestWeightBytes: Math.max(0, ...owned.map(loadedWeightBytes)),
       entry,
       weights: owned,
     };
