@@ -11,7 +11,7 @@ import { placeChecked } from '../place/check-scheduler.js';
 import { parseMessage } from '../protocol/messages.js';
 import type { Placement } from '../scheduler.js';
 import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
-import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
+import { type CoordinatorContext, errorMessage, reportPlanned } from './coordinator-context.js';
 import type { DeploymentStage } from './deployment.js';
 import type { Membership } from './membership.js';
 import type { ModelRegistry, VersionEntry } from './model-registry.js';
@@ -107,6 +107,16 @@ export class StagePlacer {
     for (const entry of this.#registry.placedVersions()) {
       const { deployment } = entry;
       const placementKey = `${deployment.name}@${deployment.version}`;
+      if (!deployment.planned) {
+        // Cut for the workers that will hold it, so that its stages fit their budgets.
+        try {
+          await deployment.plan(live.map((w) => w.capabilities.memoryBytes));
+          reportPlanned(this.#ctx, deployment);
+        } catch (error) {
+          this.#placementFailed(entry, error as DinferError);
+          continue;
+        }
+      }
       let placement: Placement;
       try {
         placement = placeChecked(this.#ctx.scheduler, {
@@ -176,7 +186,7 @@ export class StagePlacer {
     }
   }
 
-  /** Reports a scheduler that broke its contract: logged, an event, and the waiters told. */
+  /** Reports a version that cannot be placed (its plan or the scheduler failed): logged, an event, and the waiters told. */
   #placementFailed(entry: VersionEntry, error: DinferError): void {
     const { deployment } = entry;
     this.#ctx.log.error(
