@@ -41,6 +41,8 @@ export * from './place/round-robin.js';
 export * from './plan/cost-model.js';
 export * from './plan/planner.js';
 export * from './plan/profile.js';
+export * from './plan/profile-topology.js';
+export * from './plan/stage-memory.js';
 export * from './protocol/frame-codec.js';
 export * from './protocol/handshake.js';
 export * from './protocol/json-guard.js';

@@ -21,9 +21,15 @@ import { manifestWeightQuantization, rememberWeightQuantization } from './source
 /** Reads the stored bytes of group `group` of the weights manifest. */
 export type WeightGroupReader = (group: number) => Promise<Uint8Array>;
 
-/** Makes the model of a topology with zero-filled weights (no initialiser runs). */
-function modelWithZeroWeights(json: CheckedModelJson, path: string): tf.LayersModel {
-  const stored = json.modelTopology as Record<string, unknown>;
+/**
+ * Makes the model of a topology (`{ class_name, config }`, or a `model_config` envelope of it)
+ * with zero-filled weights: no initialiser runs, as when TF.js loads a model whose weights are
+ * about to be set.
+ *
+ * @throws DinferError MODEL_UNSUPPORTED for unknown layer classes, MODEL_CORRUPT otherwise.
+ */
+export function zeroWeightModel(modelTopology: unknown, path: string): tf.LayersModel {
+  const stored = (modelTopology ?? {}) as Record<string, unknown>;
   const topology = (typeof stored.model_config === 'object' ? stored.model_config : stored) as Record<
     string,
     unknown
@@ -52,7 +58,7 @@ export async function modelFromWeightGroups(
   readGroup: WeightGroupReader,
   path: string,
 ): Promise<tf.LayersModel> {
-  const model = modelWithZeroWeights(json, path);
+  const model = zeroWeightModel(json.modelTopology, path);
   try {
     const variables = new Map<string, tf.LayerVariable>();
     for (const variable of model.weights) {
