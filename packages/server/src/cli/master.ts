@@ -31,7 +31,7 @@ export interface ServeOptions extends CommonOptions {
   readonly name?: string;
   readonly modelVersion?: string;
   readonly labels?: string;
-  readonly stages?: number;
+  readonly stages?: number | 'auto';
   readonly cuts?: number[];
   readonly profile: boolean;
   readonly httpHost: string;
@@ -185,7 +185,7 @@ export async function runMaster(options: MasterCommandOptions, io: CliIo): Promi
     onStep: (step) => io.err(step),
   });
   io.err(`backend: ${master.backend.name} (${master.backend.source})`);
-  io.err(`cuts: [${master.cuts.join(', ')}]`);
+  if (master.cuts.length > 0) io.err(`cuts: [${master.cuts.join(', ')}]`);
   io.err(`cluster: workers dial ${master.clusterAddress} (${options.transport})`);
   io.err(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
   const signal = untilSignal();

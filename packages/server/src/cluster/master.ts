@@ -1,11 +1,17 @@
 /**
- * A master process: loads a model (or every model of a repository), plans its cuts,
- * coordinates workers and serves HTTP.
+ * A master process: opens a model's artifacts (or every model of a repository), coordinates
+ * workers, plans the model's cuts for them and serves HTTP.
+ *
+ * A local `model.json` is served from its artifacts: the master never builds the model nor
+ * holds its weights (it reads the topology, profiles it one layer at a time, and ships each
+ * stage's weights from the shard files), so a model larger than the master's memory serves.
+ * An `http(s)` model is loaded into memory as a TF.js model.
  *
  * @module
  */
 import {
   analyzeModel,
+  analyzeModelJson,
   type BackendInfo,
   type BackendName,
   batchingService,
@@ -20,10 +26,12 @@ import {
   DinferErrorCode,
   type InferenceService,
   initBackend,
+  isHttpSource,
   type Logger,
   loadLayersModel,
-  planCuts,
+  openModelArtifacts,
   profileLayers,
+  profileTopology,
   type ServedModel,
 } from '@dinfer/core';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
@@ -53,8 +61,12 @@ export interface MasterOptions {
   readonly version?: string | undefined;
   /** Labels file (JSON array or one per line) for top-k answers. */
   readonly labels?: string | undefined;
-  /** Pipeline stages to plan for. Default 2. Ignored when `cuts` is given. */
-  readonly stages?: number | undefined;
+  /**
+   * Pipeline stages to plan for, or `'auto'` for the planner to choose. The plan is made once
+   * `minWorkers` workers have joined, so that every stage fits the worker that holds it.
+   * Default 2. Ignored when `cuts` is given.
+   */
+  readonly stages?: number | 'auto' | undefined;
   /** Explicit cut indices. */
   readonly cuts?: readonly number[] | undefined;
   /** Profile layers on this machine for planning (else FLOPs estimates). Default true. */
@@ -68,8 +80,14 @@ export interface MasterOptions {
   readonly transport?: TransportKind | undefined;
   readonly token?: string | undefined;
   readonly scheduler?: SchedulerKind | undefined;
-  /** Workers to wait for before placing stages. Default: one per stage. */
+  /** Workers to wait for before planning and placing stages. Default: one per stage (1 with `'auto'`). */
   readonly minWorkers?: number | undefined;
+  /**
+   * Memory the master may use to run stages itself (degraded mode, the warm-up check), in
+   * bytes; a stage needing more is never run here. Default: half the machine's, at most what
+   * the backend can hold.
+   */
+  readonly maxMemoryBytes?: number | undefined;
   /** Serve at once, running stages on the master until workers come. Default false. */
   readonly startDegraded?: boolean | undefined;
   readonly heartbeatTimeoutMs?: number | undefined;
@@ -114,7 +132,7 @@ export interface MasterHandle {
   /** Address workers dial. */
   readonly clusterAddress: string;
   readonly backend: BackendInfo;
-  /** The (first) served model's name and cuts. */
+  /** The (first) served model's name and cuts (empty until it is planned for the workers). */
   readonly modelName: string;
   readonly cuts: readonly number[];
   /** The model repository behind `/v2/repository/*` (the coordinator's versions with `model`). */
@@ -134,32 +152,49 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** Loads and plans the single `--model`: the spec the master deploys. */
+/** Opens (or, for an http(s) URL, loads) the single `--model`: the spec the master deploys. */
 async function prepareSingleModel(
   source: string,
   options: MasterOptions,
   backend: BackendInfo,
   step: (step: string) => void,
 ): Promise<DeploymentSpec> {
-  step(`loading ${source}`);
-  const model = await loadLayersModel(source);
-  const name = options.name ?? model.name;
-  let cuts = options.cuts;
-  let stageMs: readonly number[] | undefined;
-  const analysis = analyzeModel(model);
-  if (!cuts) {
-    const profile = options.profile ?? true;
-    step(
-      profile ? `profiling ${analysis.layers.length} layers on ${backend.name}` : 'estimating layer costs',
-    );
-    const layerCostsMs = profile ? await profileLayers(model, { runs: 3, warmup: 1 }) : undefined;
-    step(`planning ${options.stages ?? 2} stages`);
-    const plan = planCuts(analysis, { stages: options.stages ?? 2, layerCostsMs });
-    cuts = plan.cuts;
-    stageMs = plan.stages.map((s) => s.estimatedMs);
-  }
   const labels = options.labels ? await readLabels(options.labels) : undefined;
-  return { name, version: options.version, model, cuts, labels, stageMs };
+  /** The cuts given, or how to plan them (profiling with `profile()` unless told not to). */
+  const cutsOrPlan = async (layers: number, profile: () => Promise<number[]>) => {
+    if (options.cuts !== undefined) return { cuts: options.cuts };
+    let layerCostsMs: number[] | undefined;
+    if (options.profile ?? true) {
+      step(`profiling ${layers} layers on ${backend.name}`);
+      layerCostsMs = await profile();
+    }
+    step(`${options.stages ?? 2} stages are planned once the workers have joined`);
+    return { plan: { stages: options.stages ?? 2, layerCostsMs } };
+  };
+  if (isHttpSource(source)) {
+    step(`loading ${source}`);
+    const model = await loadLayersModel(source);
+    const layers = analyzeModel(model).layers.length;
+    return {
+      name: options.name ?? model.name,
+      version: options.version,
+      model,
+      labels,
+      ...(await cutsOrPlan(layers, () => profileLayers(model, { runs: 3, warmup: 1 }))),
+    };
+  }
+  step(`opening ${source}`);
+  const artifacts = await openModelArtifacts(source);
+  const analysis = analyzeModelJson(artifacts.json, artifacts.path);
+  return {
+    name: options.name ?? analysis.name,
+    version: options.version,
+    artifacts,
+    labels,
+    ...(await cutsOrPlan(analysis.layers.length, () =>
+      profileTopology(artifacts.json, { runs: 3, warmup: 1, path: artifacts.path }),
+    )),
+  };
 }
 
 /** Starts a master. The HTTP API answers at once (`/v2/health/ready` is 503 until ready). */
@@ -190,6 +225,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
     scheduler: createScheduler(options.scheduler ?? 'round-robin'),
     heartbeat: { timeoutMs: options.heartbeatTimeoutMs, intervalMs: options.heartbeatIntervalMs },
     startDegraded: options.startDegraded,
+    memoryBytes: options.maxMemoryBytes,
     logger: options.logger,
     metrics,
     onEvent: options.onEvent,
@@ -218,7 +254,8 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   let deployments: Deployment[];
   try {
     if (single) {
-      step(`partitioning at cuts [${single.cuts.join(', ')}] and preparing shards`);
+      if (single.cuts !== undefined)
+        step(`partitioning at cuts [${single.cuts.join(', ')}] and preparing shards`);
       deployments = [await coordinator.deploy(single)];
     } else {
       step(`loading the model repository ${options.modelRepo}`);
@@ -264,7 +301,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   const bound = http.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : (options.httpPort ?? 8080);
   const ready = coordinator.waitUntilReady({
-    minWorkers: options.minWorkers ?? Math.max(...deployments.map((d) => d.stages.length)),
+    minWorkers: options.minWorkers ?? Math.max(...deployments.map((d) => d.expectedStages)),
   });
   ready.catch(() => {});
   return {
@@ -277,7 +314,9 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
     clusterAddress: address,
     backend,
     modelName: first.name,
-    cuts: first.partition.cuts,
+    get cuts() {
+      return first.partition.cuts;
+    },
     repository,
     ready,
     async stop() {
