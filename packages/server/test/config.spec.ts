@@ -227,13 +227,13 @@ describe('precedence: flags > DINFER_* > file > defaults', () => {
     const file = await write('w.json', JSON.stringify({ worker: { master: 'h:1', transport: 'socketio' } }));
     const resolved = await resolve(workerCommand, WORKER_BINDINGS, ['--transport', 'tcp'], {
       DINFER_CONFIG: file,
-      DINFER_MEMORY: '2GB',
+      DINFER_MAX_MEMORY: '2GB',
       DINFER_QUEUE_LIMIT: '4',
     });
     expect(resolved.configFile).toBe(file);
     expect(resolved.options.master).toBe('h:1');
     expect(resolved.options.transport).toBe('tcp');
-    expect(resolved.options.memory).toBe(2e9);
+    expect(resolved.options.maxMemory).toBe(2e9);
     expect(resolved.options.queueLimit).toBe(4);
   });
 

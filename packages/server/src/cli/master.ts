@@ -23,6 +23,7 @@ import {
   parseCutList,
   parsePositiveInt,
   parsePositiveNumber,
+  parseStages,
   withBackendOption,
 } from './common.js';
 
@@ -114,7 +115,7 @@ export function withServeOptions(command: Command): Command {
     .option('--name <name>', 'model name clients use (default: the model name)')
     .option('--model-version <version>', 'version label', '1')
     .option('--labels <file>', 'class labels: JSON array or one per line')
-    .option('--stages <n>', 'pipeline stages to plan', parsePositiveInt)
+    .option('--stages <n>', "pipeline stages to plan, or auto (fitting the workers' memory)", parseStages)
     .option('--cuts <list>', 'explicit cut indices, e.g. 57,120', parseCutList)
     .option('--no-profile', 'plan with FLOPs estimates instead of measuring layers')
     .option('--http-host <host>', 'HTTP bind address', '0.0.0.0')
@@ -155,6 +156,8 @@ interface MasterCommandOptions extends ServeOptions {
   readonly clusterPort: number;
   readonly token?: string;
   readonly minWorkers?: number;
+  /** `--max-memory`: memory the master may use to run stages itself. */
+  readonly maxMemory?: number;
   readonly degraded: boolean;
   readonly heartbeatTimeout: number;
 }
@@ -178,6 +181,7 @@ export async function runMaster(options: MasterCommandOptions, io: CliIo): Promi
     clusterPort: options.clusterPort,
     token,
     minWorkers: options.minWorkers,
+    maxMemoryBytes: options.maxMemory,
     startDegraded: options.degraded,
     heartbeatTimeoutMs: options.heartbeatTimeout,
     logger,
@@ -222,8 +226,13 @@ export function masterCommand(io: CliIo): Command {
     .option('--token <token>', 'cluster token (default $DINFER_TOKEN)')
     .option(
       '--min-workers <n>',
-      'workers to wait for before placing stages (default: one per stage)',
+      'workers to wait for before planning and placing stages (default: one per stage, 1 with --stages auto)',
       parsePositiveInt,
+    )
+    .option(
+      '--max-memory <bytes>',
+      'memory the master may use to run stages itself (default: half the machine, at most 4GiB on wasm)',
+      parseBytes,
     )
     .option('--degraded', 'serve at once, running stages on the master until workers join', false)
     .option(

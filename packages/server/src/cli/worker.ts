@@ -18,7 +18,8 @@ interface WorkerCommandOptions extends CommonOptions {
   readonly name?: string;
   readonly cacheDir?: string;
   readonly cacheMaxBytes?: number;
-  readonly memory?: number;
+  /** `--max-memory`: the memory budget announced to the master. */
+  readonly maxMemory?: number;
   readonly queueLimit?: number;
   readonly logLevel?: string;
 }
@@ -34,7 +35,7 @@ export async function runWorker(options: WorkerCommandOptions, io: CliIo): Promi
     name: options.name,
     cacheDir: options.cacheDir,
     cacheMaxBytes: options.cacheMaxBytes,
-    memoryBytes: options.memory,
+    memoryBytes: options.maxMemory,
     queueLimit: options.queueLimit,
     backend: options.backend,
     logger,
@@ -59,7 +60,11 @@ export function workerCommand(io: CliIo): Command {
     .option('--name <name>', 'name shown by the master (default host-pid)')
     .option('--cache-dir <dir>', 'shard cache directory (default ~/.cache/dinfer/shards)')
     .option('--cache-max-bytes <bytes>', 'bound of the shard cache', parseBytes)
-    .option('--memory <bytes>', 'memory budget announced to the master', parseBytes)
+    .option(
+      '--max-memory <bytes>',
+      'memory budget for stages announced to the master (default: half the machine, at most 4GiB on wasm)',
+      parseBytes,
+    )
     .option('--queue-limit <n>', 'stage requests allowed to wait', parsePositiveInt)
     .option('--log-level <level>', 'structured log level on stderr')
     .action(async (_flags: unknown, command: Command) => {

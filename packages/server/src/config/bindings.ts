@@ -68,6 +68,7 @@ export const MASTER_BINDINGS: readonly ConfigBinding[] = [
   b('clusterPort', ['master', 'cluster', 'port'], 'DINFER_CLUSTER_PORT', 'number'),
   b('token', ['master', 'cluster', 'token'], 'DINFER_TOKEN', 'string'),
   b('minWorkers', ['master', 'cluster', 'minWorkers'], 'DINFER_MIN_WORKERS', 'number'),
+  b('maxMemory', ['master', 'memoryBytes'], 'DINFER_MAX_MEMORY', 'bytes'),
   b('degraded', ['master', 'cluster', 'startDegraded'], 'DINFER_START_DEGRADED', 'boolean'),
   b('heartbeatTimeout', ['master', 'cluster', 'heartbeatTimeoutMs'], 'DINFER_HEARTBEAT_TIMEOUT_MS', 'number'),
 ];
@@ -87,7 +88,7 @@ export const WORKER_BINDINGS: readonly ConfigBinding[] = [
   b('name', ['worker', 'name'], 'DINFER_WORKER_NAME', 'string'),
   b('cacheDir', ['worker', 'cacheDir'], 'DINFER_CACHE_DIR', 'string'),
   b('cacheMaxBytes', ['worker', 'cacheMaxBytes'], 'DINFER_CACHE_MAX_BYTES', 'bytes'),
-  b('memory', ['worker', 'memoryBytes'], 'DINFER_MEMORY', 'bytes'),
+  b('maxMemory', ['worker', 'memoryBytes'], 'DINFER_MAX_MEMORY', 'bytes'),
   b('queueLimit', ['worker', 'queueLimit'], 'DINFER_QUEUE_LIMIT', 'number'),
 ];
 

@@ -8,7 +8,7 @@
  * logLevel: info
  * master:
  *   model: ./models/resnet50/model.json     # or modelRepo: ./models (+ pollRepoSeconds: 30)
- *   stages: 2
+ *   stages: 2                               # or auto: the planner picks, fitting the workers' memory
  *   http: { host: 0.0.0.0, port: 8080, bodyLimitBytes: 32MiB, requestTimeoutMs: 60000 }
  *   cluster: { port: 7070, transport: tcp, token: s3cret, scheduler: load }
  *   batching: { maxBatchSize: 8, maxDelayMs: 5, maxQueue: 256 }
@@ -155,12 +155,16 @@ export const masterSectionSchema = z.strictObject({
   name: text().optional(),
   version: text().optional(),
   labels: text().optional(),
-  stages: positiveInt().optional(),
+  stages: z
+    .union([positiveInt(), z.literal('auto')], { error: 'expected a positive integer or "auto"' })
+    .optional(),
   cuts: z
     .array(positiveInt(), { error: 'expected a list of layer indices like [57, 120]' })
     .min(1)
     .optional(),
   profile: flag().optional(),
+  /** Memory the master may use to run stages itself. */
+  memoryBytes: bytes().optional(),
   http: httpSectionSchema.optional(),
   cluster: clusterSectionSchema.optional(),
   batching: batchingSectionSchema.optional(),
