@@ -32,16 +32,19 @@ const tensorBytes = (shape: readonly (number | null)[], batch: number) =>
   shape.reduce<number>((n, d, i) => n * (i === 0 ? batch : (d ?? 1)), 4);
 
 describe('stageMemoryModel', () => {
-  it('adds up the stage model weights, twice its largest tensor, batch activations and the overhead', () => {
+  it('adds up the stage model weights, their working copy, batch activations and the overhead', () => {
     const model = ladder();
     const analysis = analyzeModel(model);
     const memory = stageMemoryModel(analysis, { batchSize: 3, overheadBytes: 1000 });
+    const unpacked = stageMemoryModel(analysis, { batchSize: 3, overheadBytes: 1000, packsWeights: false });
     for (const cuts of [[2], [3, 6], [1, 4, 7]]) {
       for (const stage of partitionModel(model, cuts).stages) {
         const need = memory(stage.layers[0], stage.layers[1]);
         const variables = stage.model.weights.map((w) => w.shape.reduce<number>((a, b) => a * (b ?? 1), 4));
         expect(need.weightBytes).toBe(variables.reduce((a, b) => a + b, 0));
-        expect(need.loadingBytes).toBe(2 * Math.max(...variables));
+        // A packed copy of the weights, or the largest tensor's blob and decoded copy while loading.
+        expect(need.copyBytes).toBe(Math.max(need.weightBytes, 2 * Math.max(...variables)));
+        expect(unpacked(stage.layers[0], stage.layers[1]).copyBytes).toBe(2 * Math.max(...variables));
         // Received and sent on the wire and in the backend, plus the widest layer's input and output.
         const io = [...stage.model.inputs, ...stage.model.outputs].reduce(
           (n, t) => n + tensorBytes(t.shape, 3),
@@ -60,7 +63,7 @@ describe('stageMemoryModel', () => {
             }),
         );
         expect(need.activationBytes).toBe(2 * io + widest);
-        expect(need.totalBytes).toBe(need.weightBytes + need.loadingBytes + need.activationBytes + 1000);
+        expect(need.totalBytes).toBe(need.weightBytes + need.copyBytes + need.activationBytes + 1000);
       }
     }
   });
