@@ -17,7 +17,11 @@ import type { EncodedDelta } from './delta.js';
 export interface ShipBlobOptions {
   /** Raw bytes per chunk. Default 1 MiB. */
   readonly chunkBytes?: number | undefined;
-  /** Deflate chunks (kept only when smaller). Default true. */
+  /**
+   * Deflate chunks (kept only when smaller). A blob whose chunk deflate shrinks by less than
+   * 1/64 (random-looking values, such as most float weights) is sent raw from then on,
+   * sparing the CPU. Default true.
+   */
   readonly compress?: boolean | undefined;
   readonly signal?: AbortSignal | undefined;
   /** Per-chunk request timeout in ms. Default 60 s. */
@@ -77,7 +81,7 @@ export async function sendBlobChunks(
   if (!Number.isSafeInteger(chunkBytes) || chunkBytes <= 0) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'chunkBytes must be a positive integer');
   }
-  const compress = options.compress ?? true;
+  let compress = options.compress ?? true;
   const requestOptions = { signal: options.signal, timeoutMs: options.timeoutMs ?? 60_000 };
   const resumedFrom = Math.min(Math.max(0, from), total);
   let offset = resumedFrom;
@@ -93,6 +97,8 @@ export async function sendBlobChunks(
         payload = deflated;
         compression = 'deflate';
       }
+      // Not worth the CPU for the rest of this blob.
+      if (deflated.byteLength > raw.byteLength - raw.byteLength / 64) compress = false;
     }
     const final = end === total;
     const reply = await connection.request(
