@@ -8,7 +8,7 @@
  * 3. a missing tensor whose weight name has a same-sized blob the worker holds (the tensor of
  *    another version, from {@link ShipStageOptions.baseFor}) is sent as a compressed delta
  *    (`blob.delta`, see `delta.ts`) when that is smaller than the deflated tensor itself;
- * 4. everything else goes in deflated, acknowledged chunks (`blob.chunk`).
+ * 4. everything else goes in acknowledged chunks (`blob.chunk`), deflated where that pays.
  *
  * Deltas are sent whole, one request each, for tensors up to
  * {@link ShipStageOptions.maxDeltaBytes} (64 MiB by default; the largest ResNet50 tensor is
@@ -51,7 +51,7 @@ export interface ShipStageOptions {
   readonly baseFor?: DeltaBaseLookup | undefined;
   /** Raw bytes per chunk. Default 1 MiB. */
   readonly chunkBytes?: number | undefined;
-  /** Deflate chunks (kept only when smaller). Default true. */
+  /** Deflate chunks where that pays (see `ShipBlobOptions.compress`). Default true. */
   readonly compress?: boolean | undefined;
   /** Largest tensor sent as a delta, in bytes. Default 64 MiB. */
   readonly maxDeltaBytes?: number | undefined;
