@@ -60,6 +60,13 @@ describe('profileTopology', () => {
     }
   });
 
+  it("times with the process' CPU clock on a synchronous backend when asked for 'auto'", async () => {
+    const json = await modelJsonOf(residualModel(32));
+    const times = await profileTopology(json, { runs: 1, warmup: 0, clock: 'auto' });
+    expect(times.slice(1).every((t) => t >= 0)).toBe(true);
+    await expect(profileTopology(json, { clock: 'sundial' as 'cpu' })).rejects.toThrowError(/unknown clock/);
+  });
+
   it('honours an aborted signal', async () => {
     const json = await modelJsonOf(residualModel(8));
     const controller = new AbortController();

@@ -19,9 +19,10 @@ export interface ProfileOptions {
    * What to time with. `'wall'` (default): elapsed time, right for every backend. `'cpu'`:
    * this process' CPU time (Node only), which ignores time lost to other processes on a busy
    * machine; right only for backends that compute on the calling thread (wasm with one
-   * thread, cpu), not for GPU backends or thread pools.
+   * thread, cpu), not for GPU backends or thread pools. `'auto'`: `'cpu'` in Node on those
+   * backends, `'wall'` otherwise.
    */
-  readonly clock?: ProfileClock;
+  readonly clock?: ProfileClock | 'auto';
   /**
    * When to wait for each layer's outputs with a `dataSync()`: `'auto'` (default) only on
    * backends that compute off the calling thread (not wasm or cpu, whose kernels are done when
@@ -89,7 +90,11 @@ export function profileSettings(options: ProfileOptions): ProfileSettings {
   const runs = positiveInt('runs', options.runs ?? 3, 1);
   const warmup = positiveInt('warmup', options.warmup ?? 1, 0);
   const batchSize = positiveInt('batchSize', options.batchSize ?? 1, 1);
-  const now = clockReader(options.clock ?? 'wall');
+  const clock = options.clock ?? 'wall';
+  const cpuAvailable = typeof process !== 'undefined' && typeof process.cpuUsage === 'function';
+  const now = clockReader(
+    clock === 'auto' ? (cpuAvailable && SYNCHRONOUS_BACKENDS.has(tf.getBackend()) ? 'cpu' : 'wall') : clock,
+  );
   const sync = options.sync ?? 'auto';
   if (sync !== 'auto' && sync !== 'always') {
     throw new DinferError(
