@@ -180,7 +180,7 @@ async function prepareSingleModel(
       version: options.version,
       model,
       labels,
-      ...(await cutsOrPlan(layers, () => profileLayers(model, { runs: 3, warmup: 1 }))),
+      ...(await cutsOrPlan(layers, () => profileLayers(model, { runs: 3, warmup: 1, clock: 'auto' }))),
     };
   }
   step(`opening ${source}`);
@@ -192,7 +192,7 @@ async function prepareSingleModel(
     artifacts,
     labels,
     ...(await cutsOrPlan(analysis.layers.length, () =>
-      profileTopology(artifacts.json, { runs: 3, warmup: 1, path: artifacts.path }),
+      profileTopology(artifacts.json, { runs: 3, warmup: 1, clock: 'auto', path: artifacts.path }),
     )),
   };
 }

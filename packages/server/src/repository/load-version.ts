@@ -112,7 +112,7 @@ export async function loadRepositoryVersion(
       `${label}: ${profile ? 'profiling' : 'estimating'} ${layers} layers; ${stages} stages are planned once the workers have joined`,
     );
     const layerCostsMs = profile
-      ? await profileTopology(source.json, { runs: 3, warmup: 1, path: source.path })
+      ? await profileTopology(source.json, { runs: 3, warmup: 1, clock: 'auto', path: source.path })
       : undefined;
     plan = { stages, ...(layerCostsMs === undefined ? {} : { layerCostsMs }) };
   }
