@@ -3,6 +3,7 @@
  *
  * @packageDocumentation
  */
+export * from './models/big-dense.js';
 export * from './models/cache.js';
 export * from './models/conv2d-filter-grad.js';
 export * from './models/mnist-cnn.js';
