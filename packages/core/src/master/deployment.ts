@@ -58,17 +58,17 @@ export interface DeploymentSpec {
   readonly name: string;
   /** Version label. Default `1`. */
   readonly version?: string | undefined;
-  /** The model in memory. Give this or {@link artifacts}. */
+  /** The model in memory. Give this or {@link DeploymentSpec.artifacts}. */
   readonly model?: tf.LayersModel | undefined;
   /**
    * The model's artifacts: a `model.json` path (or a directory holding one), or an opened
    * source. Served without building the model (see the module documentation). Give this or
-   * {@link model}.
+   * {@link DeploymentSpec.model}.
    */
   readonly artifacts?: string | ModelArtifactSource | undefined;
   /** Cut indices (see `partitionModel`); `[]` deploys the whole model as one stage. Absent: planned. */
   readonly cuts?: readonly number[] | undefined;
-  /** How the cuts are planned when {@link cuts} is absent. Default `{ stages: 'auto' }`. */
+  /** How the cuts are planned when {@link DeploymentSpec.cuts} is absent. Default `{ stages: 'auto' }`. */
   readonly plan?: DeploymentPlanOptions | undefined;
   /** Optional class labels of the first output. */
   readonly labels?: readonly string[] | undefined;
@@ -113,8 +113,11 @@ export interface DeploymentPartition {
   readonly analysis: ModelAnalysis;
   /** The cut indices; empty until planned. */
   readonly cuts: readonly number[];
+  /** The stages' signatures; empty until planned. */
   readonly stages: readonly StageSignature[];
+  /** The model's inputs. */
   readonly inputs: readonly TensorSpec[];
+  /** The model's outputs. */
   readonly outputs: readonly TensorSpec[];
 }
 
@@ -124,7 +127,7 @@ export interface Deployment {
   readonly version: string;
   readonly served: ServedModel;
   readonly analysis: ModelAnalysis;
-  /** True once the stages are cut: at once with `cuts`, else after {@link plan}. */
+  /** True once the stages are cut: at once with `cuts`, else after {@link Deployment.plan}. */
   readonly planned: boolean;
   readonly partition: DeploymentPartition;
   /** The stages; empty until planned. */
@@ -148,7 +151,7 @@ export interface Deployment {
    *   fit the master's memory budget.
    */
   runLocal(stage: number, inputs: readonly TensorData[]): Promise<TensorData[]>;
-  /** Whether {@link runLocal} can run stage `index` (always, for a model in memory). */
+  /** Whether {@link Deployment.runLocal} can run stage `index` (always, for a model in memory). */
   runsLocally(index: number): boolean;
   /** Frees what the master loaded to run stages of a model served from artifacts. */
   releaseLocal(): void;
@@ -208,15 +211,11 @@ async function artifactForm(
   artifacts: string | ModelArtifactSource,
 ): Promise<ModelForm> {
   const source = typeof artifacts === 'string' ? await openModelArtifacts(artifacts) : artifacts;
-  const graph = modelJsonGraph(source.json, source.path);
   return {
-    analysis: analyzeGraph(graph),
+    analysis: analyzeGraph(modelJsonGraph(source.json, source.path)),
     inMemory: false,
     async cut(cuts) {
-      const partition = await partitionArtifacts(source, cuts, {
-        graph,
-        quantization: spec.weightQuantization,
-      });
+      const partition = await partitionArtifacts(source, cuts, { quantization: spec.weightQuantization });
       return partition.stages.map((stage) => ({ signature: stage, blobs: stage.blobs }));
     },
   };

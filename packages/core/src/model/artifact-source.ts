@@ -11,9 +11,10 @@ import { open, readFile, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { checkRange } from '../ship/blob-source.js';
+import { checkRange } from '../ship/byte-range.js';
 import { type CheckedModelJson, parseModelJson, throwIfAborted, weightEntryBytes } from './artifacts.js';
-import { ioError, resolveModelJsonPath } from './fs-handler.js';
+import { resolveModelJsonPath } from './fs-handler.js';
+import { ioError } from './model-errors.js';
 
 /** One weight of the manifest and where its stored bytes are. */
 export interface SourceWeight {
@@ -31,6 +32,7 @@ export interface SourceWeight {
 export interface ModelArtifactSource {
   /** Absolute path of `model.json`. */
   readonly path: string;
+  /** The checked `model.json`. */
   readonly json: CheckedModelJson;
   /** Every weight, in manifest order. */
   readonly weights: readonly SourceWeight[];

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { corrupt } from './model-errors.js';
 
 /** Options shared by the artifact readers. */
 export interface ReadModelOptions {
@@ -33,19 +34,6 @@ const elementBytes: Record<string, number> = {
   int8: 1,
   int16: 2,
 };
-
-/** A MODEL_CORRUPT error about the artifacts at `path`. @internal */
-export function corrupt(
-  path: string,
-  message: string,
-  extra: Record<string, unknown> = {},
-  cause?: unknown,
-): DinferError {
-  return new DinferError(DinferErrorCode.MODEL_CORRUPT, `${path}: ${message}`, {
-    details: { path, ...extra },
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -213,18 +201,4 @@ export function checkMaxBytes(bytes: number, maxBytes: number | undefined, path:
       },
     );
   }
-}
-
-/**
- * The error for a model TF.js could not build from its topology: MODEL_UNSUPPORTED for an
- * unknown layer (or other) class, MODEL_CORRUPT otherwise. @internal
- */
-export function modelBuildError(path: string, error: unknown): DinferError {
-  const message = (error as Error | undefined)?.message ?? String(error);
-  const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
-  return new DinferError(
-    unknown ? DinferErrorCode.MODEL_UNSUPPORTED : DinferErrorCode.MODEL_CORRUPT,
-    `${path}: cannot build the model: ${message}`,
-    { details: { path }, cause: error },
-  );
 }

@@ -6,9 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { modelBuildError, type ReadModelOptions } from './artifacts.js';
+import type { ReadModelOptions } from './artifacts.js';
 import { readArtifactsFromFile, writeModelArtifacts } from './fs-handler.js';
 import { isHttpSource, readArtifactsFromHttp } from './http-loader.js';
+import { modelBuildError } from './model-errors.js';
 import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
 
 export type { ReadModelOptions } from './artifacts.js';

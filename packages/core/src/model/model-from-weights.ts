@@ -13,9 +13,10 @@
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
-import { type CheckedModelJson, corrupt, modelBuildError, weightEntryBytes } from './artifacts.js';
+import { type CheckedModelJson, weightEntryBytes } from './artifacts.js';
 import { disposeModel } from './dispose-model.js';
 import { pythonicToTs } from './keras-layer-shapes.js';
+import { corrupt, modelBuildError } from './model-errors.js';
 import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
 
 /** Reads the stored bytes of group `group` of the weights manifest. */

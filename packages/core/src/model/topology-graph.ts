@@ -440,11 +440,21 @@ export function buildTopologyGraph(
   return { name: topology.name, topology, layers, inputs, outputs, nodes, tensors: tensorList, nodesByLayer };
 }
 
-/** The graph of a checked `model.json`: its topology and the weights its manifest lists. */
+const graphs = new WeakMap<object, TopologyGraph>();
+
+/**
+ * The graph of a checked `model.json`: its topology and the weights its manifest lists.
+ * Memoised per `json` object (treat it as immutable once analysed).
+ */
 export function modelJsonGraph(
   json: Pick<tf.io.ModelJSON, 'modelTopology' | 'weightsManifest'>,
   path: string,
 ): TopologyGraph {
-  const weights = (json.weightsManifest ?? []).flatMap((group) => group.weights);
-  return buildTopologyGraph(parseKerasTopology(json.modelTopology, path), weights, path);
+  let graph = graphs.get(json);
+  if (graph === undefined) {
+    const weights = (json.weightsManifest ?? []).flatMap((group) => group.weights);
+    graph = buildTopologyGraph(parseKerasTopology(json.modelTopology, path), weights, path);
+    graphs.set(json, graph);
+  }
+  return graph;
 }

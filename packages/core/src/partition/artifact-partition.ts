@@ -18,7 +18,7 @@
 import type { ModelArtifactSource } from '../model/artifact-source.js';
 import { specOf } from '../model/cut-graph.js';
 import { analyzeGraph, crossingTensors } from '../model/graph-analysis.js';
-import { loadedWeightBytes, modelJsonGraph, type TopologyGraph } from '../model/topology-graph.js';
+import { loadedWeightBytes, modelJsonGraph } from '../model/topology-graph.js';
 import type { ModelAnalysis, TensorSpec } from '../model/types.js';
 import { validateCuts } from './cut-validation.js';
 import type { StageSignature } from './partition.js';
@@ -35,8 +35,11 @@ export interface ArtifactStage extends StageSignature {
 
 /** A model's artifacts split into pipeline stages. */
 export interface ArtifactPartition {
+  /** The analysis of the whole model. */
   readonly analysis: ModelAnalysis;
+  /** The cut indices used, strictly increasing. */
   readonly cuts: readonly number[];
+  /** The stages, `cuts.length + 1` of them. */
   readonly stages: readonly ArtifactStage[];
   /** The model's inputs (same as `analysis.inputs`). */
   readonly inputs: readonly TensorSpec[];
@@ -51,8 +54,6 @@ export interface PartitionArtifactsOptions {
    * every weight as the source stores it, a quantized manifest entry kept as it is.
    */
   readonly quantization?: WeightQuantization | undefined;
-  /** The source's topology graph, when the caller built it already. */
-  readonly graph?: TopologyGraph | undefined;
 }
 
 /**
@@ -68,7 +69,7 @@ export async function partitionArtifacts(
   cuts: readonly number[],
   options: PartitionArtifactsOptions = {},
 ): Promise<ArtifactPartition> {
-  const graph = options.graph ?? modelJsonGraph(source.json, source.path);
+  const graph = modelJsonGraph(source.json, source.path);
   const analysis = analyzeGraph(graph);
   validateCuts(graph, analysis, cuts);
   const bounds = [0, ...cuts, graph.layers.length];

@@ -11,7 +11,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { platform } from '#platform';
 import type { SourceWeight } from '../model/artifact-source.js';
 import type { StoredQuantization } from '../model/source-quantization.js';
-import { checkRange } from '../ship/blob-source.js';
+import { checkRange } from '../ship/byte-range.js';
 import type { TensorBlob } from './stage-artifacts.js';
 import {
   decodeStored,

@@ -52,6 +52,7 @@ export interface StageBlobs {
 
 /** {@link StageBlobs} whose tensors are held in memory (those of {@link stageToBlobs}). */
 export interface HeldStageBlobs extends StageBlobs {
+  /** The weight tensors, in manifest order, bytes and all. */
   readonly tensors: readonly HeldTensorBlob[];
 }
 

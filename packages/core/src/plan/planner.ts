@@ -36,7 +36,7 @@ export interface PlanOptions {
    * every stage must fit one of them (see the module documentation). Default: no limit.
    */
   readonly workerMemoryBytes?: readonly number[] | undefined;
-  /** How a stage's memory need is estimated against {@link workerMemoryBytes}. */
+  /** How a stage's memory need is estimated against {@link PlanOptions.workerMemoryBytes}. */
   readonly memory?: StageMemoryOptions | undefined;
   /**
    * Measured time of each layer of `analysis.layers` for one batch of `batchSize` (e.g. from

@@ -38,10 +38,13 @@ export interface StageMemoryOptions {
 
 /** What a stage needs, in bytes, by part. */
 export interface StageMemory {
+  /** The weights, as loaded. */
   readonly weightBytes: number;
   /** The working copy: the backend's packed weights, or the loading copy (see the module documentation). */
   readonly copyBytes: number;
+  /** Activations of a batch. */
   readonly activationBytes: number;
+  /** The fixed overhead. */
   readonly overheadBytes: number;
   /** The sum: what the stage needs of a worker's budget. */
   readonly totalBytes: number;

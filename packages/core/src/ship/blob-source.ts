@@ -5,7 +5,7 @@
  * @module
  */
 import { platform } from '#platform';
-import { DinferError, DinferErrorCode } from '../errors.js';
+import { checkRange } from './byte-range.js';
 
 /**
  * A content-addressed blob the master can ship without holding it: its size and SHA-256,
@@ -14,32 +14,10 @@ import { DinferError, DinferErrorCode } from '../errors.js';
 export interface BlobSource {
   /** Hex SHA-256 of the blob's bytes. */
   readonly sha256: string;
+  /** Size of the blob in bytes. */
   readonly byteLength: number;
   /** Reads bytes `[start, end)` (default: the whole blob). */
   read(start?: number, end?: number): Promise<Uint8Array>;
-}
-
-/**
- * Checks that `[start, end)` is a range of a `byteLength`-byte blob.
- *
- * @throws DinferError INVALID_ARGUMENT naming `what` otherwise.
- */
-export function checkRange(start: number, end: number, byteLength: number, what: string): void {
-  if (
-    !(
-      Number.isSafeInteger(start) &&
-      Number.isSafeInteger(end) &&
-      start >= 0 &&
-      start <= end &&
-      end <= byteLength
-    )
-  ) {
-    throw new DinferError(
-      DinferErrorCode.INVALID_ARGUMENT,
-      `bytes [${start}, ${end}) are not a range of ${what} (${byteLength} bytes)`,
-      { details: { start, end, byteLength } },
-    );
-  }
 }
 
 /** A {@link BlobSource} over bytes in memory. */
