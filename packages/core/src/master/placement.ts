@@ -108,7 +108,9 @@ export class StagePlacer {
       const { deployment } = entry;
       const placementKey = `${deployment.name}@${deployment.version}`;
       if (!deployment.planned) {
-        // Cut for the workers that will hold it, so that its stages fit their budgets.
+        // Cut for the workers that will hold it, so that its stages fit their budgets: wait
+        // until as many as placement waited for are live.
+        if (live.length === 0 || live.length < (this.#minWorkers ?? 1)) continue;
         try {
           await deployment.plan(live.map((w) => w.capabilities.memoryBytes));
           reportPlanned(this.#ctx, deployment);

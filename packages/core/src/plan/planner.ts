@@ -403,7 +403,7 @@ function doesNotFit(analysis: ModelAnalysis, space: PlanSpace, stages: number | 
   return new DinferError(
     DinferErrorCode.PLAN_INFEASIBLE,
     `model "${analysis.name}" does not fit the cluster: split into ${s} stage(s), the stage that needs the most memory needs ${need} bytes ` +
-      `(weights, their loading copy and activations) but the workers offer ${Math.floor(offered)} bytes each: ` +
+      `(weights, their working copy and activations) but the workers offer ${Math.floor(offered)} bytes each: ` +
       `${Math.ceil(need - offered)} bytes are missing per worker; ${advice}`,
     {
       details: {
