@@ -193,7 +193,13 @@ export async function runMaster(options: MasterCommandOptions, io: CliIo): Promi
   io.err(`cluster: workers dial ${master.clusterAddress} (${options.transport})`);
   io.err(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
   const signal = untilSignal();
-  const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]);
+  const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]).catch(
+    async (error: unknown) => {
+      // The cluster will never be ready (a model the workers cannot hold): stop serving, then say why.
+      await master.stop();
+      throw error;
+    },
+  );
   if (first === 'ready') {
     reporter.stop();
     const input = master.coordinator.models()[0]?.inputs[0]?.shape ?? [];
