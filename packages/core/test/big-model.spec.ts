@@ -12,6 +12,7 @@ import { initBackend } from '../src/backend.js';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { type Coordinator, createCoordinator } from '../src/master/coordinator.js';
 import type { CoordinatorEvent } from '../src/master/coordinator-types.js';
+import type { Deployment } from '../src/master/deployment.js';
 import { analyzeModel } from '../src/model/analyze.js';
 import { capabilityBasedScheduler } from '../src/place/capability-based.js';
 import { stageMemoryModel } from '../src/plan/stage-memory.js';
@@ -74,6 +75,7 @@ async function startCluster(options: {
   masterMemoryBytes: number;
 }): Promise<{
   coordinator: Coordinator;
+  deployment: Deployment;
   workers: DinferWorker[];
   events: CoordinatorEvent[];
   logs: { context: Record<string, unknown>; message: string }[];
@@ -94,7 +96,7 @@ async function startCluster(options: {
     onEvent: (e) => events.push(e),
   });
   const { address } = await coordinator.start();
-  await coordinator.deploy({
+  const deployment = await coordinator.deploy({
     name: 'tower',
     version: '1',
     artifacts: options.artifacts,
@@ -115,7 +117,7 @@ async function startCluster(options: {
     await worker.start();
     workers.push(worker);
   }
-  return { coordinator, workers, events, logs };
+  return { coordinator, deployment, workers, events, logs };
 }
 
 async function predictData(model: tf.LayersModel, input: tf.Tensor): Promise<TensorData> {
@@ -171,9 +173,20 @@ describe('a model no single process can hold, served from its artifacts', () => 
       expect(result.nodes.map((n) => n.stage)).toEqual(status.stages.map((s) => s.index));
       input.dispose();
     }
-    // A new version rolls out with the check that needs no master computation.
+  });
+
+  it('rolls a new version out beside the serving one, in the memory the workers have left, checked without the master', async () => {
+    const model = residualTower(3);
+    const { whole, worker } = budgets(model, 0.75);
+    const cluster = await startCluster({
+      artifacts: await artifactsOf(model),
+      workers: 6,
+      workerMemoryBytes: worker,
+      masterMemoryBytes: Math.floor(whole * 0.05),
+    });
+    await cluster.coordinator.waitUntilReady({ minWorkers: 6, timeoutMs: 60_000 });
     const v2 = residualTower(4);
-    await cluster.coordinator.deploy({
+    const deployed = await cluster.coordinator.deploy({
       name: 'tower',
       version: '2',
       artifacts: await artifactsOf(v2),
@@ -181,6 +194,14 @@ describe('a model no single process can hold, served from its artifacts', () => 
     });
     const checks = cluster.logs.filter((l) => l.message === 'warm-up check passed');
     expect(checks.map((l) => [l.context.version, l.context.check])).toEqual([['2', 'worker-replicas']]);
+    // No worker was given more than its budget, counting both versions' stages.
+    const need = new Map<string, number>();
+    for (const stage of [...cluster.deployment.stages, ...deployed.stages])
+      need.set(stage.key, stage.requirement.memoryBytes);
+    for (const w of cluster.coordinator.status().workers) {
+      const held = w.stages.reduce((sum, key) => sum + (need.get(key) ?? 0), 0);
+      expect(held).toBeLessThanOrEqual(worker);
+    }
     const [x] = sampleInputs(model, 1, 13);
     const answer = await cluster.coordinator.infer('tower', [await fromTfTensor(x!)]);
     expect(answer.version).toBe('2');
@@ -204,6 +225,36 @@ describe('a model no single process can hold, served from its artifacts', () => 
     expect((refused as Error).message).toMatch(/NaN or Infinity/);
     const still = await cluster.coordinator.infer('tower', [await fromTfTensor(x!)]);
     expect(still.version).toBe('2');
+    x!.dispose();
+  });
+
+  it('refuses a new version with no room left beside the serving one, which keeps serving', async () => {
+    const model = residualTower(3);
+    const { whole, worker } = budgets(model, 0.4);
+    const cluster = await startCluster({
+      artifacts: await artifactsOf(model),
+      workers: 6,
+      workerMemoryBytes: worker,
+      masterMemoryBytes: Math.floor(whole * 0.05),
+    });
+    await cluster.coordinator.waitUntilReady({ minWorkers: 6, timeoutMs: 60_000 });
+    const refused = await cluster.coordinator
+      .deploy({
+        name: 'tower',
+        version: '2',
+        artifacts: await artifactsOf(residualTower(4)),
+        plan: { stages: 'auto', memory: MEMORY },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isDinferError(refused, DinferErrorCode.ROLLOUT_FAILED)).toBe(true);
+    expect((refused as Error).message).toMatch(/does not fit the cluster/);
+    const [x] = sampleInputs(model, 1, 17);
+    const answer = await cluster.coordinator.infer('tower', [await fromTfTensor(x!)]);
+    expect(answer.version).toBe('1');
+    expectClose(answer.outputs[0]!, await predictData(model, x!));
     x!.dispose();
   });
 
