@@ -120,6 +120,23 @@ async function startCluster(options: {
   return { coordinator, deployment, workers, events, logs };
 }
 
+/**
+ * A tower (weights seeded by `seed`) served by `workers` workers of `share` of its memory need
+ * each, and a master of `masterShare` of it; resolves once ready.
+ */
+async function servedTower(seed: number, share: number, workers: number, masterShare = 0.05) {
+  const model = residualTower(seed);
+  const { whole, worker } = budgets(model, share);
+  const cluster = await startCluster({
+    artifacts: await artifactsOf(model),
+    workers,
+    workerMemoryBytes: worker,
+    masterMemoryBytes: Math.floor(whole * masterShare),
+  });
+  await cluster.coordinator.waitUntilReady({ minWorkers: workers, timeoutMs: 60_000 });
+  return { model, worker, cluster };
+}
+
 async function predictData(model: tf.LayersModel, input: tf.Tensor): Promise<TensorData> {
   const out = model.predict(input) as tf.Tensor;
   const data = await fromTfTensor(out);
@@ -151,15 +168,7 @@ afterAll(() => {
 
 describe('a model no single process can hold, served from its artifacts', () => {
   it('is planned across the workers to fit their budgets and answers as the whole model does', async () => {
-    const model = residualTower(3);
-    const { whole, worker } = budgets(model, 0.4);
-    const cluster = await startCluster({
-      artifacts: await artifactsOf(model),
-      workers: 6,
-      workerMemoryBytes: worker,
-      masterMemoryBytes: Math.floor(whole * 0.05),
-    });
-    await cluster.coordinator.waitUntilReady({ minWorkers: 6, timeoutMs: 60_000 });
+    const { model, cluster } = await servedTower(3, 0.4, 6);
     const planned = cluster.events.find((e) => e.type === 'version.planned');
     expect(planned).toBeDefined();
     const status = cluster.coordinator.status();
@@ -176,15 +185,7 @@ describe('a model no single process can hold, served from its artifacts', () => 
   });
 
   it('rolls a new version out beside the serving one, in the memory the workers have left, checked without the master', async () => {
-    const model = residualTower(3);
-    const { whole, worker } = budgets(model, 0.75);
-    const cluster = await startCluster({
-      artifacts: await artifactsOf(model),
-      workers: 6,
-      workerMemoryBytes: worker,
-      masterMemoryBytes: Math.floor(whole * 0.05),
-    });
-    await cluster.coordinator.waitUntilReady({ minWorkers: 6, timeoutMs: 60_000 });
+    const { model, worker, cluster } = await servedTower(3, 0.75, 6);
     const v2 = residualTower(4);
     const deployed = await cluster.coordinator.deploy({
       name: 'tower',
@@ -229,15 +230,7 @@ describe('a model no single process can hold, served from its artifacts', () => 
   });
 
   it('refuses a new version with no room left beside the serving one, which keeps serving', async () => {
-    const model = residualTower(3);
-    const { whole, worker } = budgets(model, 0.4);
-    const cluster = await startCluster({
-      artifacts: await artifactsOf(model),
-      workers: 6,
-      workerMemoryBytes: worker,
-      masterMemoryBytes: Math.floor(whole * 0.05),
-    });
-    await cluster.coordinator.waitUntilReady({ minWorkers: 6, timeoutMs: 60_000 });
+    const { model, cluster } = await servedTower(3, 0.4, 6);
     const refused = await cluster.coordinator
       .deploy({
         name: 'tower',
@@ -259,15 +252,7 @@ describe('a model no single process can hold, served from its artifacts', () => 
   });
 
   it('fails the requests of a stage no worker serves with NO_WORKER naming it, when it does not fit the master', async () => {
-    const model = residualTower(5);
-    const { whole, worker } = budgets(model, 0.5);
-    const cluster = await startCluster({
-      artifacts: await artifactsOf(model),
-      workers: 3,
-      workerMemoryBytes: worker,
-      masterMemoryBytes: Math.floor(whole * 0.05),
-    });
-    await cluster.coordinator.waitUntilReady({ minWorkers: 3, timeoutMs: 60_000 });
+    const { model, cluster } = await servedTower(5, 0.5, 3);
     const holder = cluster.coordinator.status().stages[1]!.replicas;
     expect(holder).toHaveLength(1);
     const index = cluster.coordinator.status().workers.findIndex((w) => w.id === holder[0]);
@@ -284,15 +269,7 @@ describe('a model no single process can hold, served from its artifacts', () => 
   });
 
   it("runs such a stage on the master where it fits the master's budget (degraded mode)", async () => {
-    const model = residualTower(6);
-    const { whole, worker } = budgets(model, 0.5);
-    const cluster = await startCluster({
-      artifacts: await artifactsOf(model),
-      workers: 3,
-      workerMemoryBytes: worker,
-      masterMemoryBytes: whole,
-    });
-    await cluster.coordinator.waitUntilReady({ minWorkers: 3, timeoutMs: 60_000 });
+    const { model, cluster } = await servedTower(6, 0.5, 3, 1);
     const holder = cluster.coordinator.status().stages[0]!.replicas[0]!;
     const index = cluster.coordinator.status().workers.findIndex((w) => w.id === holder);
     await cluster.workers[index]!.stop({ drain: false });
