@@ -3,7 +3,12 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { initBackend } from '../src/node/backend.js';
-import { benchmarkMatmul, measureCapabilities } from '../src/worker/capabilities.js';
+import {
+  backendMemoryLimit,
+  benchmarkMatmul,
+  defaultMemoryBudget,
+  measureCapabilities,
+} from '../src/worker/capabilities.js';
 
 beforeAll(async () => {
   await initBackend();
@@ -53,9 +58,18 @@ describe('measureCapabilities', () => {
     ).toBe(true);
   });
 
-  it('offers half of the machine memory by default', async () => {
+  it('offers half of the machine memory by default, at most what the backend can hold', async () => {
     const caps = await measureCapabilities({ benchmarkMs: 20, matrixSize: 64 });
-    expect(caps.memoryBytes).toBe(Math.floor(totalmem() / 2));
+    const cap = tf.getBackend() === 'wasm' ? 4 * 1024 ** 3 : Number.POSITIVE_INFINITY;
+    expect(caps.memoryBytes).toBe(Math.floor(Math.min(totalmem() / 2, cap)));
+  });
+
+  it('caps the default budget at the 4 GiB a wasm heap can hold', () => {
+    const GiB = 1024 ** 3;
+    expect(defaultMemoryBudget('wasm', 64 * GiB)).toBe(4 * GiB);
+    expect(defaultMemoryBudget('wasm', 6 * GiB)).toBe(3 * GiB);
+    expect(defaultMemoryBudget('tensorflow', 64 * GiB)).toBe(32 * GiB);
+    expect(backendMemoryLimit('cpu')).toBeUndefined();
   });
 
   it('times at least one run within about the budget and leaks nothing', async () => {

@@ -3,27 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { initBackend } from '../src/node/backend.js';
 import { clockReader, profileLayers } from '../src/plan/profile.js';
-
-/** A small residual CNN: branches, an Add with two inbound tensors, a shared Dense layer. */
-function residualModel(size: number): tf.LayersModel {
-  const input = tf.input({ shape: [size, size, 3], name: 'image' });
-  const stem = tf.layers
-    .conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', name: 'stem' })
-    .apply(input) as tf.SymbolicTensor;
-  const a = tf.layers
-    .conv2d({ filters: 32, kernelSize: 3, padding: 'same', name: 'branch_a' })
-    .apply(stem) as tf.SymbolicTensor;
-  const bn = tf.layers.batchNormalization({ name: 'bn' }).apply(a) as tf.SymbolicTensor;
-  const added = tf.layers.add({ name: 'add' }).apply([stem, bn]) as tf.SymbolicTensor;
-  const pooled = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(added) as tf.SymbolicTensor;
-  const shared = tf.layers.dense({ units: 32, activation: 'relu', name: 'shared' });
-  const h1 = shared.apply(pooled) as tf.SymbolicTensor;
-  const h2 = shared.apply(h1) as tf.SymbolicTensor;
-  const out = tf.layers
-    .dense({ units: 10, activation: 'softmax', name: 'head' })
-    .apply(h2) as tf.SymbolicTensor;
-  return tf.model({ inputs: input, outputs: out, name: 'residual' });
-}
+import { residualModel } from './fixtures/profile-models.js';
 
 function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

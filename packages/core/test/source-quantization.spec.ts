@@ -16,6 +16,7 @@ import {
 } from '../src/model/source-quantization.js';
 import { initBackend } from '../src/node/backend.js';
 import { quantizeWeight } from '../src/partition/weight-quantization.js';
+import { readBlob } from '../src/ship/blob-source.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import type { TensorData } from '../src/tensor/types.js';
 import { expectClose } from './fixtures/compare.js';
@@ -127,7 +128,7 @@ describe('a model whose own artifacts store quantized weights', () => {
       for (const t of stage.blobs.tensors) {
         const from = written.get(t.name)!;
         expect(t.entry).toEqual(from.entry);
-        expect(Buffer.from(t.bytes).equals(Buffer.from(from.bytes))).toBe(true);
+        expect(Buffer.from(await readBlob(t)).equals(Buffer.from(from.bytes))).toBe(true);
       }
       shipped += stage.blobs.weightBytes;
       raw += stage.blobs.rawWeightBytes;
@@ -185,7 +186,7 @@ describe('a model whose own artifacts store quantized weights', () => {
       sourceWeightQuantization: manifestWeightQuantization(artifacts.weightSpecs ?? []),
     });
     for (const t of deployment.stages[0]!.blobs.tensors) {
-      expect(Buffer.from(t.bytes).equals(Buffer.from(written.get(t.name)!.bytes))).toBe(true);
+      expect(Buffer.from(await readBlob(t)).equals(Buffer.from(written.get(t.name)!.bytes))).toBe(true);
     }
     await workerAgreesWithMaster(deployment, await sampleData(plain));
     disposeModel(plain);

@@ -5,8 +5,8 @@ import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { initBackend } from '../src/node/backend.js';
 import { partitionModel } from '../src/partition/partition.js';
 import {
+  type HeldStageBlobs,
   modelFromBlobs,
-  type StageBlobs,
   stageTensorHashes,
   stageToBlobs,
   tensorBlobPath,
@@ -21,7 +21,7 @@ beforeAll(async () => {
 });
 
 const sha = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
-const tensorsOf = (blobs: StageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
+const tensorsOf = (blobs: HeldStageBlobs): Uint8Array[] => blobs.tensors.map((t) => t.bytes);
 
 describe('stageToBlobs / modelFromBlobs', () => {
   it('round-trips a model: same outputs, standard model.json, one hashed blob per tensor', async () => {

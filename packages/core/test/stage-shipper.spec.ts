@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,10 +10,12 @@ import { initBackend } from '../src/node/backend.js';
 import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { type StageBlobs, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import { type ProtocolMessage, parseMessage, stageKey } from '../src/protocol/messages.js';
+import { sendBlobChunks } from '../src/ship/blob-shipper.js';
 import { encodeDelta } from '../src/ship/delta.js';
 import { deltaBaseLookup, shipStage } from '../src/ship/stage-shipper.js';
 import { bytesOf, countingTransport, type SentRequest } from '../src/testing/counting-transport.js';
 import { MemoryNetwork, memoryTransport } from '../src/testing/memory-transport.js';
+import { seededRandom } from '../src/testing/seeded-random.js';
 import type { Envelope } from '../src/transport.js';
 import { createWorker, type DinferWorker } from '../src/worker/worker.js';
 import { namedMlp, perturbedCopy } from './fixtures/sync-models.js';
@@ -220,5 +223,42 @@ describe('shipStage', () => {
     await loadStage(connection, b2, '2');
     v1.dispose();
     v2.dispose();
+  });
+});
+
+describe('sendBlobChunks', () => {
+  it('deflates chunks that shrink well, and sends the rest of a blob raw once a chunk does not', async () => {
+    const { worker, connection, sent } = await joinedWorker();
+    const chunkBytes = 4096;
+    const noise = new Uint8Array(8 * chunkBytes);
+    const random = seededRandom(3);
+    for (let i = 0; i < noise.length; i++) noise[i] = Math.floor(random() * 256);
+    // Incompressible first, then zeros: after the first chunk nothing more is deflated.
+    const mixed = new Uint8Array(16 * chunkBytes);
+    mixed.set(noise);
+    const zeros = new Uint8Array(16 * chunkBytes);
+    // Float weights deflate by a few percent only: not worth it after the first chunk.
+    const floats = new Float32Array((16 * chunkBytes) / 4);
+    for (let i = 0; i < floats.length; i++) floats[i] = (random() - 0.5) / 10;
+    const weights = new Uint8Array(floats.buffer);
+    for (const bytes of [mixed, zeros, weights]) {
+      const sha = createHash('sha256').update(bytes).digest('hex');
+      sent.length = 0;
+      const result = await sendBlobChunks(connection, sha, bytes, 0, { chunkBytes });
+      expect(worker.store.has(sha)).toBe(true);
+      const chunks = sent.filter((r) => r.type === 'blob.chunk');
+      expect(chunks).toHaveLength(16);
+      const deflated = chunks.filter((r) => r.header.compression === 'deflate').length;
+      if (bytes === zeros) {
+        expect(deflated).toBe(16);
+        expect(result.wireBytes).toBeLessThan(bytes.byteLength / 10);
+      } else if (bytes === weights) {
+        expect(deflated).toBeLessThanOrEqual(1);
+        expect(result.wireBytes).toBeGreaterThan(bytes.byteLength * 0.98);
+      } else {
+        expect(deflated).toBe(0);
+        expect(result.wireBytes).toBe(bytes.byteLength);
+      }
+    }
   });
 });

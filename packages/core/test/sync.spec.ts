@@ -145,7 +145,7 @@ describe('shard sync through the coordinator', () => {
     const deltas = update.filter((r) => r.type === 'blob.delta');
     expect(deltas).toHaveLength(4); // two changed tensors, two workers
     const changedRaw = d2.stages[0]!.blobs.tensors.filter((t) => !shared.has(t.sha256)).reduce(
-      (s, t) => s + t.bytes.byteLength,
+      (s, t) => s + t.byteLength,
       0,
     );
     const updateBytes = bytesOf(update, BLOB_TYPES, 'payloadBytes');
@@ -200,7 +200,7 @@ describe('shard sync through the coordinator', () => {
     cluster.workers.push(second);
     const onDisk = second.store.receivedBytes(big.sha256);
     expect(onDisk).toBeGreaterThanOrEqual(4 * chunkBytes);
-    expect(onDisk).toBeLessThan(big.bytes.byteLength);
+    expect(onDisk).toBeLessThan(big.byteLength);
     await second.start();
     await ready;
     const after = cluster.counting.sent.slice(mark);
@@ -278,7 +278,7 @@ describe('shard sync through the coordinator', () => {
     await cluster.addWorker();
     await cluster.coordinator.waitUntilReady({ minWorkers: 1, timeoutMs: 30_000 }); // warm-up check passed
     const shipped = deployment.stages.flatMap((s) => s.blobs.tensors);
-    for (const t of shipped) expect(t.bytes.byteLength).toBe(written.get(t.name)!.bytes.byteLength);
+    for (const t of shipped) expect(t.byteLength).toBe(written.get(t.name)!.bytes.byteLength);
     const weightBytes = deployment.stages.reduce((n, s) => n + s.blobs.weightBytes, 0);
     const rawBytes = deployment.stages.reduce((n, s) => n + s.blobs.rawWeightBytes, 0);
     const topologyBytes = deployment.stages.reduce((n, s) => n + s.blobs.topology.byteLength, 0);

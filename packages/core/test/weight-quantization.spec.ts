@@ -7,12 +7,13 @@ import { DinferErrorCode, isDinferError } from '../src/errors.js';
 import { createDeployment } from '../src/master/deployment.js';
 import { initBackend } from '../src/node/backend.js';
 import {
+  type HeldStageBlobs,
   modelFromBlobs,
-  type StageBlobs,
   stageToBlobs,
   tensorBlobPath,
 } from '../src/partition/stage-artifacts.js';
 import { quantizeWeight, type WeightQuantization } from '../src/partition/weight-quantization.js';
+import { readBlob } from '../src/ship/blob-source.js';
 import { fromTfTensor } from '../src/tensor/tfjs.js';
 import { rejection } from '../src/testing/suite-helpers.js';
 import { fixture, prng, sampleInputs } from './fixtures/models.js';
@@ -114,7 +115,7 @@ describe('quantizeWeight', () => {
 });
 
 /** Writes a stage's blobs as a directory of standard TF.js artifacts. */
-async function writeArtifacts(blobs: StageBlobs, name: string): Promise<string> {
+async function writeArtifacts(blobs: HeldStageBlobs, name: string): Promise<string> {
   const target = join(dir, name);
   await rm(target, { recursive: true, force: true });
   await mkdir(target, { recursive: true });
@@ -200,7 +201,7 @@ describe('quantized stage artifacts', () => {
       // What a worker builds from the shipped bytes, dequantized by TF.js itself.
       const loaded = await modelFromBlobs(
         stage.blobs.topology,
-        stage.blobs.tensors.map((t) => t.bytes),
+        await Promise.all(stage.blobs.tensors.map(readBlob)),
       );
       const [x] = sampleInputs(model, 2, 3);
       const data = await fromTfTensor(x!);

@@ -14,7 +14,7 @@ import { createBlobStore } from '../src/node/disk-blob-store.js';
 import { decodeHeartbeat } from '../src/node/heartbeat/heartbeat-packet.js';
 import { createHeartbeatSender } from '../src/node/heartbeat/heartbeat-sender.js';
 import { type PartitionStage, partitionModel } from '../src/partition/partition.js';
-import { type StageBlobs, stageToBlobs, type TensorBlob } from '../src/partition/stage-artifacts.js';
+import { type HeldStageBlobs, type HeldTensorBlob, stageToBlobs } from '../src/partition/stage-artifacts.js';
 import {
   type JoinMessage,
   type ProtocolMessage,
@@ -43,9 +43,9 @@ const TOKEN = 'worker-spec-token';
 const KEY = stageKey('residual', 'v1', 1);
 
 let stage: PartitionStage;
-let blobs: StageBlobs;
+let blobs: HeldStageBlobs;
 /** The stage's largest weight tensor: the blob the chunking tests ship piece by piece. */
-let big: TensorBlob;
+let big: HeldTensorBlob;
 let model: tf.LayersModel;
 let capabilities: WorkerCapabilities;
 

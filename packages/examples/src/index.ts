@@ -17,6 +17,7 @@ export {
   type SeededWeightsOptions,
   seededRandom,
 } from '@dinfer/core/models';
+export * from './models/big-dense.js';
 export * from './models/cache.js';
 export * from './models/conv2d-filter-grad.js';
 export * from './models/mnist-cnn.js';

@@ -1,4 +1,21 @@
-import { analyzeModel, initBackend, type Partition, partitionModel, runPartition } from '@dinfer/core';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import {
+  analyzeModel,
+  analyzeModelJson,
+  disposeModel,
+  initBackend,
+  modelFromBlobs,
+  openModelArtifacts,
+  type Partition,
+  partitionArtifacts,
+  partitionModel,
+  readBlob,
+  runPartition,
+  saveLayersModel,
+  stageToBlobs,
+} from '@dinfer/core';
 import { seededRandom } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -121,6 +138,48 @@ export function partitionSuite(spec: PartitionSuiteSpec): void {
         expect(err.logs, `cuts ${cuts.join(',')}`).toBeLessThanOrEqual(1e-4);
       }
       expect(tf.memory().numTensors).toBe(start);
+    });
+
+    it('is split alike from its artifacts, at 2- to 5-stage cut sets, without building the model', async () => {
+      const dir = await mkdtemp(path.join(tmpdir(), 'dinfer-partition-suite-'));
+      try {
+        const saved = await saveLayersModel(model, dir);
+        const source = await openModelArtifacts(saved.modelJsonPath);
+        expect(analyzeModelJson(source.json, source.path)).toEqual(analyzeModel(model));
+        const after = (name: string) => model.layers.findIndex((l) => l.name === name) + 1;
+        const start = tf.memory().numTensors;
+        for (const cuts of [[spec.boundary.layer].map(after), ...spec.cutSets(after)]) {
+          const fromArtifacts = await partitionArtifacts(source, cuts);
+          const fromModel = partitionModel(model, cuts);
+          const stages = [];
+          for (const [i, stage] of fromArtifacts.stages.entries()) {
+            const other = fromModel.stages[i]!;
+            expect([stage.layers, stage.inputs, stage.outputs, stage.weightBytes]).toEqual([
+              other.layers,
+              other.inputs,
+              other.outputs,
+              other.weightBytes,
+            ]);
+            const hashes = (blobs: { tensors: readonly { name: string; sha256: string }[] }) =>
+              Object.fromEntries(blobs.tensors.map((t) => [t.name, t.sha256]));
+            expect(hashes(stage.blobs)).toEqual(hashes(await stageToBlobs(other.model)));
+            const loaded = await modelFromBlobs(stage.blobs.topology, (g) =>
+              readBlob(stage.blobs.tensors[g]!),
+            );
+            stages.push({ ...stage, model: loaded });
+          }
+          const out = runPartition({ ...fromArtifacts, stages }, input);
+          if (Array.isArray(out)) throw new Error('expected one output tensor');
+          const err = relativeErrors(out.dataSync() as Float32Array, expected);
+          out.dispose();
+          for (const stage of stages) disposeModel(stage.model);
+          expect(err.probs, `cuts ${cuts.join(',')}`).toBeLessThanOrEqual(1e-4);
+          expect(err.logs, `cuts ${cuts.join(',')}`).toBeLessThanOrEqual(1e-4);
+        }
+        expect(tf.memory().numTensors).toBe(start);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
     });
 
     it('emits the same activation at a block boundary as the model itself', () => {

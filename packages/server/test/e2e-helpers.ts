@@ -254,7 +254,8 @@ export async function startMasterInProcess(options: InProcessMasterOptions): Pro
     ...options,
     token,
   });
-  return { ...master, token };
+  // Not a spread: that would freeze the handle's getters (its cuts are known once planned).
+  return Object.assign(master, { token });
 }
 
 /** Starts `count` workers for `master`, named `<prefix>-1..count`. */

@@ -1,7 +1,15 @@
 import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DinferErrorCode, initBackend, isDinferError, saveLayersModel } from '@dinfer/core';
+import {
+  createDeployment,
+  DinferErrorCode,
+  decodeStored,
+  initBackend,
+  isDinferError,
+  readBlob,
+  saveLayersModel,
+} from '@dinfer/core';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/cli/common.js';
@@ -179,21 +187,31 @@ describe('scanRepository', () => {
     expect(v2!.labelsFile).toBe(path.join(path.resolve(repo), 'm', '2', 'labels.json'));
 
     const spec1 = await loadRepositoryVersion(v1!, { profile: false });
-    expect(spec1.cuts).toHaveLength(2); // three planned stages
+    // Three stages, planned once the workers that will hold them have joined.
+    expect(spec1.cuts).toBeUndefined();
+    expect(spec1.plan?.stages).toBe(3);
+    expect((await createDeployment(spec1)).expectedStages).toBe(3);
     expect(spec1.labels).toEqual(['a', 'b', 'c']);
     const spec2 = await loadRepositoryVersion(v2!, { profile: false });
     expect(spec2.cuts).toEqual([2]);
     expect(spec2.labels).toEqual(['x', 'y', 'z']);
     expect(spec2.version).toBe('2');
-    // float16 weights: every weight is a float16 value, within half a float16 step of the original.
-    const original = tinyModel(1).getWeights();
-    spec2.model.getWeights().forEach((w, i) => {
-      const got = w.dataSync() as Float32Array;
-      const want = original[i]!.dataSync() as Float32Array;
-      got.forEach((g, k) => {
-        expect(Math.abs(g - want[k]!)).toBeLessThanOrEqual(Math.abs(want[k]!) * 2 ** -11 + 2 ** -25);
-      });
-    });
+    // float16 weights: every shipped weight is a float16 value, within half a float16 step of the original.
+    const original = tinyModel(1);
+    const deployment = await createDeployment(spec2);
+    for (const stage of deployment.stages) {
+      for (const tensor of stage.blobs.tensors) {
+        expect(tensor.entry.quantization).toEqual({ dtype: 'float16' });
+        const got = decodeStored(await readBlob(tensor), tensor.entry.quantization);
+        const want = original.weights
+          .find((w) => w.originalName === tensor.name)!
+          .read()
+          .dataSync() as Float32Array;
+        got.forEach((g, k) => {
+          expect(Math.abs(g - want[k]!)).toBeLessThanOrEqual(Math.abs(want[k]!) * 2 ** -11 + 2 ** -25);
+        });
+      }
+    }
   });
 
   it('gives a clear error for an unavailable version', async () => {

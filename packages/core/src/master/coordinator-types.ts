@@ -62,6 +62,14 @@ export interface CoordinatorOptions {
   readonly breaker?: BreakerOptions | undefined;
   /** Serve before workers are ready, running stages on the master. Default false. */
   readonly startDegraded?: boolean | undefined;
+  /**
+   * Memory the master may use to run stages of a model served from artifacts itself (degraded
+   * mode, the warm-up reference), in bytes: a stage that needs more is never loaded here, and
+   * its requests fail with `NO_WORKER` while no worker serves it. Planned deployments fit this
+   * budget when there are no workers to plan for. Default: half the machine's memory, at most
+   * what the backend can hold (`defaultMemoryBudget`).
+   */
+  readonly memoryBytes?: number | undefined;
   /** After workers were lost, run stages without a worker on the master. Default true. */
   readonly degradeOnLoss?: boolean | undefined;
   /** Encoding of activations sent to workers. Default `none`. */
@@ -102,6 +110,13 @@ export type CoordinatorEvent =
       readonly model: string;
       readonly version: string;
       readonly error: string;
+    }
+  | {
+      /** A deployment without given cuts was planned for the workers present. */
+      readonly type: 'version.planned';
+      readonly model: string;
+      readonly version: string;
+      readonly cuts: readonly number[];
     }
   | { readonly type: 'ready' }
   | { readonly type: 'version.active'; readonly model: string; readonly version: string }

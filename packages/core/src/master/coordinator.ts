@@ -42,7 +42,10 @@ export type { RolloutOptions, VersionStatus } from './rollout.js';
 
 /** Options of {@link Coordinator.waitUntilReady}. */
 export interface WaitReadyOptions {
-  /** Workers to wait for before placing stages. Default: the most stages of any model. */
+  /**
+   * Workers to wait for before placing stages (and planning the models without cuts, for
+   * those workers). Default: the most stages of any model (1 for a model planned with `'auto'`).
+   */
   readonly minWorkers?: number | undefined;
   readonly timeoutMs?: number | undefined;
   readonly signal?: AbortSignal | undefined;
@@ -170,7 +173,7 @@ class ClusterCoordinator implements Coordinator {
   }
 
   async waitUntilReady(options: WaitReadyOptions = {}): Promise<void> {
-    const mostStages = Math.max(1, ...this.#registry.activeDeployments().map((d) => d.stages.length));
+    const mostStages = Math.max(1, ...this.#registry.activeDeployments().map((d) => d.expectedStages));
     this.#placer.setMinWorkers(options.minWorkers ?? mostStages);
     await this.#readiness.wait({
       timeoutMs: options.timeoutMs,
@@ -206,6 +209,13 @@ class ClusterCoordinator implements Coordinator {
           retryAfterMs: 1000,
         },
       });
+    }
+    if (!entry.deployment.planned) {
+      throw new DinferError(
+        DinferErrorCode.NOT_READY,
+        `model "${model}" is not planned yet: waiting for the workers it will be planned for`,
+        { details: { retryAfterMs: 1000 } },
+      );
     }
     validateModelInputs(entry.deployment.served.inputs, inputs);
     return this.#runner.run(entry, inputs, options, false);

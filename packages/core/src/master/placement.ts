@@ -9,10 +9,10 @@
 import type { DinferError } from '../errors.js';
 import { placeChecked } from '../place/check-scheduler.js';
 import { parseMessage } from '../protocol/messages.js';
-import type { Placement } from '../scheduler.js';
+import type { Placement, WorkerView } from '../scheduler.js';
 import { deltaBaseLookup, shipStage } from '../ship/stage-shipper.js';
-import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
-import type { DeploymentStage } from './deployment.js';
+import { type CoordinatorContext, errorMessage, reportPlanned } from './coordinator-context.js';
+import type { Deployment, DeploymentStage } from './deployment.js';
 import type { Membership } from './membership.js';
 import type { ModelRegistry, VersionEntry } from './model-registry.js';
 import type { Readiness } from './readiness.js';
@@ -101,12 +101,26 @@ export class StagePlacer {
     if (!this.#allowed) return;
     const { log } = this.#ctx;
     const live = this.#membership.live();
-    const views = live.map((w) => w.view());
     const wanted = new Set<string>();
     let failures = 0;
     for (const entry of this.#registry.placedVersions()) {
       const { deployment } = entry;
       const placementKey = `${deployment.name}@${deployment.version}`;
+      // What each worker has left once the other versions' stages it holds are counted, so
+      // that a version is never planned or placed into memory another one uses.
+      const views = live.map((w) => this.#viewFor(w, deployment));
+      if (!deployment.planned) {
+        // Cut for the workers that will hold it, so that its stages fit their budgets: wait
+        // until as many as placement waited for are live.
+        if (live.length === 0 || live.length < (this.#minWorkers ?? 1)) continue;
+        try {
+          await deployment.plan(views.map((v) => v.capabilities.memoryBytes));
+          reportPlanned(this.#ctx, deployment);
+        } catch (error) {
+          this.#placementFailed(entry, error as DinferError);
+          continue;
+        }
+      }
       let placement: Placement;
       try {
         placement = placeChecked(this.#ctx.scheduler, {
@@ -176,7 +190,22 @@ export class StagePlacer {
     }
   }
 
-  /** Reports a scheduler that broke its contract: logged, an event, and the waiters told. */
+  /** `worker`'s view, its memory less what the stages it holds of other versions need. */
+  #viewFor(worker: RemoteWorker, deployment: Deployment): WorkerView {
+    const own = new Set(deployment.stages.map((s) => s.key));
+    let held = 0;
+    for (const entry of this.#registry.placedVersions()) {
+      for (const stage of entry.deployment.stages) {
+        if (!own.has(stage.key) && worker.loaded.has(stage.key)) held += stage.requirement.memoryBytes;
+      }
+    }
+    const view = worker.view();
+    if (held === 0) return view;
+    const memoryBytes = Math.max(0, view.capabilities.memoryBytes - held);
+    return { ...view, capabilities: { ...view.capabilities, memoryBytes } };
+  }
+
+  /** Reports a version that cannot be placed (its plan or the scheduler failed): logged, an event, and the waiters told. */
   #placementFailed(entry: VersionEntry, error: DinferError): void {
     const { deployment } = entry;
     this.#ctx.log.error(

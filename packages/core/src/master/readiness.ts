@@ -60,13 +60,21 @@ export class Readiness {
     const active = this.#registry.activeDeployments();
     let allServed = active.length > 0;
     for (const deployment of active) {
+      if (!deployment.planned) allServed = false;
       for (const stage of deployment.stages) {
         const served = this.#servedBy(stage) > 0;
         if (!served) allServed = false;
         const wasDegraded = this.#degradedStages.has(stage.key);
         if (this.#ready && !served && !wasDegraded) {
           this.#degradedStages.add(stage.key);
-          log.warn({ stage: stage.key }, 'no worker serves this stage: the master runs it (degraded mode)');
+          if (deployment.runsLocally(stage.index)) {
+            log.warn({ stage: stage.key }, 'no worker serves this stage: the master runs it (degraded mode)');
+          } else {
+            log.error(
+              { stage: stage.key, requiredBytes: stage.requirement.memoryBytes },
+              'no worker serves this stage and it does not fit the master: its requests fail with NO_WORKER',
+            );
+          }
           this.#ctx.emit({ type: 'degraded', model: deployment.name, stage: stage.index, active: true });
         } else if (served && wasDegraded) {
           this.#degradedStages.delete(stage.key);

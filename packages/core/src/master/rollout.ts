@@ -1,19 +1,24 @@
 /**
  * Model versions at run time: deploy (first version at startup, hot swap afterwards),
- * activate (rollback), unload, and the warm-up check every rollout passes before the atomic
- * switch.
+ * activate (rollback), unload, and the warm-up check (warmup-check.ts) every rollout passes
+ * before the atomic switch.
  *
  * @module
  */
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
-import type { TensorData } from '../tensor/types.js';
-import { type CoordinatorContext, errorMessage } from './coordinator-context.js';
+import {
+  type CoordinatorContext,
+  errorMessage,
+  localMemoryBytes,
+  reportPlanned,
+} from './coordinator-context.js';
 import { createDeployment, type Deployment, type DeploymentSpec } from './deployment.js';
 import type { Membership } from './membership.js';
 import type { ModelEntry, ModelRegistry, VersionEntry, VersionState } from './model-registry.js';
 import { type PipelineRunner, sleep } from './pipeline-runner.js';
 import type { StagePlacer } from './placement.js';
 import type { Readiness } from './readiness.js';
+import { warmupCheck } from './warmup-check.js';
 
 /** One model version in `Coordinator.versions`. */
 export interface VersionStatus {
@@ -65,7 +70,12 @@ export class VersionManager {
         `model "${spec.name}" version "${version}" is already loaded (${existing.state}); activate it or unload it first`,
       );
     }
-    const deployment = await createDeployment({ ...spec, version });
+    const deployment = await createDeployment(
+      { ...spec, version },
+      { localMemoryBytes: localMemoryBytes(this.#ctx) },
+    );
+    // Serving on the master before workers come: plan for the master's own budget.
+    if (!deployment.planned && this.#ctx.options.startDegraded === true) await this.#planLocally(deployment);
     const model = registry.getOrCreate(spec.name);
     const entry: VersionEntry = { deployment, state: 'loading', error: undefined, inflight: 0, failures: [] };
     model.versions.set(version, entry);
@@ -163,8 +173,8 @@ export class VersionManager {
       if (live) {
         const deadline = Date.now() + (options.timeoutMs ?? 300_000);
         for (;;) {
-          await placer.requestRebalance();
-          if (deployment.stages.every((s) => placer.replicas(s).length > 0)) break;
+          await placer.requestRebalance(); // plans the version for the workers first, if needed
+          if (deployment.planned && deployment.stages.every((s) => placer.replicas(s).length > 0)) break;
           if (entry.failures.length > 0) {
             throw new DinferError(DinferErrorCode.ROLLOUT_FAILED, `${label}: ${entry.failures.join('; ')}`);
           }
@@ -173,6 +183,8 @@ export class VersionManager {
           }
           await sleep(50, options.signal);
         }
+      } else if (!deployment.planned) {
+        await this.#planLocally(deployment);
       }
       await this.#warmupCheck(entry, live);
     } catch (error) {
@@ -203,68 +215,24 @@ export class VersionManager {
     void placer.requestRebalance(); // the previous version leaves the workers once drained
   }
 
-  /**
-   * Runs one deterministic pseudo-random example through the new version on the workers and
-   * compares the answer with the master's own computation of the same version: catches
-   * NaN/Infinity, shards that load but compute something else, and broken stages.
-   */
+  /** Plans a deployment for the master alone (there are no workers to plan for). */
+  async #planLocally(deployment: Deployment): Promise<void> {
+    await deployment.plan([localMemoryBytes(this.#ctx)]);
+    reportPlanned(this.#ctx, deployment);
+  }
+
+  /** Runs the warm-up check (warmup-check.ts) of a version about to become active. */
   async #warmupCheck(entry: VersionEntry, onWorkers: boolean): Promise<void> {
-    const { deployment } = entry;
-    let seed = 0x2545f491;
-    const next = () => {
-      seed ^= seed << 13;
-      seed ^= seed >>> 17;
-      seed ^= seed << 5;
-      return (seed >>> 0) / 4294967296;
-    };
-    const inputs: TensorData[] = deployment.served.inputs.map((spec) => {
-      const shape = spec.shape.map((d, i) => (i === 0 ? 1 : (d ?? 1)));
-      const size = shape.reduce((a, b) => a * b, 1);
-      if (spec.dtype === 'int32')
-        return { dtype: 'int32', shape, data: Int32Array.from({ length: size }, () => 0) };
-      return { dtype: 'float32', shape, data: Float32Array.from({ length: size }, next) };
+    const { options } = this.#ctx;
+    const kind = await warmupCheck(entry, onWorkers, {
+      runner: this.#parts.runner,
+      replicas: (stage) => this.#parts.placer.replicas(stage),
+      stageTimeoutMs: options.stageTimeoutMs ?? 60_000,
+      maxTensorBytes: options.maxTensorBytes ?? 1024 ** 3,
     });
-    const fail = (why: string): never => {
-      throw new DinferError(DinferErrorCode.ROLLOUT_FAILED, `warm-up check: ${why}`);
-    };
-    const result = await this.#parts.runner.run(
-      entry,
-      inputs,
-      { requestId: `warmup-${deployment.version}` },
-      onWorkers,
+    this.#ctx.log.info(
+      { model: entry.deployment.name, version: entry.deployment.version, check: kind },
+      'warm-up check passed',
     );
-    for (const output of result.outputs) {
-      if (output.dtype === 'float32' && !(output.data as Float32Array).every(Number.isFinite)) {
-        fail('the model produced NaN or Infinity');
-      }
-    }
-    if (!onWorkers) return;
-    // The reference: every stage run on the master.
-    let activations = new Map<string, TensorData>(
-      deployment.served.inputs.map((spec, i) => [spec.name, inputs[i]!]),
-    );
-    for (const stage of deployment.stages) {
-      const outs = await deployment.runLocal(
-        stage.index,
-        stage.partitionStage.inputs.map((spec) => activations.get(spec.name)!),
-      );
-      activations = new Map([
-        ...activations,
-        ...stage.partitionStage.outputs.map((spec, i) => [spec.name, outs[i]!] as const),
-      ]);
-    }
-    deployment.served.outputs.forEach((spec, i) => {
-      const want = activations.get(spec.name)!.data;
-      const got = result.outputs[i]!.data;
-      let scale = 1;
-      for (let k = 0; k < want.length; k++) scale = Math.max(scale, Math.abs(Number(want[k])));
-      for (let k = 0; k < want.length; k++) {
-        if (!(Math.abs(Number(got[k]) - Number(want[k])) <= 1e-3 * scale)) {
-          fail(
-            `output "${spec.name}" differs from the master's computation (${got[k]} vs ${want[k]} at ${k})`,
-          );
-        }
-      }
-    });
   }
 }

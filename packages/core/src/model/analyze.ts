@@ -7,6 +7,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { buildModelGraph } from './graph.js';
 import { analyzeGraph } from './graph-analysis.js';
+import { modelJsonGraph } from './topology-graph.js';
 import type { ModelAnalysis } from './types.js';
 
 /**
@@ -22,4 +23,21 @@ import type { ModelAnalysis } from './types.js';
  */
 export function analyzeModel(model: tf.LayersModel): ModelAnalysis {
   return analyzeGraph(buildModelGraph(model));
+}
+
+/**
+ * Analyses a model from its `model.json` alone (the Keras topology and the weights
+ * manifest), without building it or reading a weight: the same analysis {@link analyzeModel}
+ * gives of the model TF.js builds from that `model.json`, at the cost of reading the JSON,
+ * whatever the size of the weights.
+ *
+ * @param path Names the document in messages.
+ * @throws DinferError MODEL_CORRUPT, MODEL_UNSUPPORTED or PARTITION_UNSUPPORTED for a topology
+ *   that cannot be analysed (the message names the layer).
+ */
+export function analyzeModelJson(
+  json: Pick<tf.io.ModelJSON, 'modelTopology' | 'weightsManifest'>,
+  path = '<model.json>',
+): ModelAnalysis {
+  return analyzeGraph(modelJsonGraph(json, path));
 }

@@ -8,6 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { corrupt } from './model-errors.js';
 
 /** Options shared by the artifact readers. */
 export interface ReadModelOptions {
@@ -33,18 +34,6 @@ const elementBytes: Record<string, number> = {
   int8: 1,
   int16: 2,
 };
-
-function corrupt(
-  path: string,
-  message: string,
-  extra: Record<string, unknown> = {},
-  cause?: unknown,
-): DinferError {
-  return new DinferError(DinferErrorCode.MODEL_CORRUPT, `${path}: ${message}`, {
-    details: { path, ...extra },
-    ...(cause === undefined ? {} : { cause }),
-  });
-}
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);

@@ -12,12 +12,16 @@
  * - Add/Subtract/Multiply/Average/Maximum/Minimum: `(inputs - 1)` per output element;
  *   Concatenate: 1 per output element (a copy: no arithmetic, but not free either).
  * - Flatten, Reshape, Dropout, InputLayer and similar: 0.
- * - A nested model: the sum of its own layers.
+ * - A nested model: the sum of its own layers (its graph builder adds them up).
  * - Any other layer: 1 per output element (a fallback that keeps unknown layers visible).
+ *
+ * The estimate reads only what a layer's config and weight shapes say, so it is the same for
+ * a layer in memory and for a layer described by a `model.json` topology.
  *
  * @module
  */
-import { buildModelGraph, elementsPerExample, type GraphNode, isNestedModel, type Layer } from './graph.js';
+import { elementsPerExample } from './cut-graph.js';
+import type { SymbolicShape } from './types.js';
 
 const zeroCost = new Set([
   'InputLayer',
@@ -45,75 +49,73 @@ const elementwiseActivations = new Set([
 
 const mergeLayers = new Set(['Add', 'Subtract', 'Multiply', 'Average', 'Maximum', 'Minimum']);
 
-function shapeElements(shape: readonly (number | null)[]): number {
-  return elementsPerExample(shape);
-}
-
-function weightShape(layer: Layer, suffix: string): readonly number[] | undefined {
-  const weight = layer.weights.find((w) => w.originalName.endsWith(suffix) || w.name.endsWith(suffix));
-  return weight?.shape as readonly number[] | undefined;
+/** What the estimate reads of one call of a (non-nested) layer. */
+export interface CallFlopsInput {
+  /** The layer's Keras class name, e.g. `Conv2D`. */
+  readonly className: string;
+  readonly inputShapes: readonly SymbolicShape[];
+  readonly outputShapes: readonly SymbolicShape[];
+  /** Shape of the layer's weight whose name ends with `suffix` (`/kernel`, `/bias`), if any. */
+  readonly weightShape: (suffix: string) => readonly number[] | undefined;
+  /** The layer's `activation` setting (`relu`, `linear`, ...), if it has one. */
+  readonly activation?: unknown;
+  /** The layer's `poolSize` setting, if it has one. */
+  readonly poolSize?: unknown;
 }
 
 function product(values: readonly number[]): number {
   return values.reduce((a, b) => a * b, 1);
 }
 
-function activationCost(layer: Layer, elements: number): number {
-  const config = layer.getConfig() as { activation?: unknown };
-  const activation = config.activation;
+function activationCost(activation: unknown, elements: number): number {
   return activation === undefined || activation === null || activation === 'linear' ? 0 : elements;
 }
 
-function poolArea(layer: Layer): number {
-  const config = layer.getConfig() as { poolSize?: number | number[] };
-  const size = config.poolSize;
+function poolArea(size: unknown): number {
   if (typeof size === 'number') return size;
-  if (Array.isArray(size)) return product(size);
+  if (Array.isArray(size) && size.every((d) => typeof d === 'number')) return product(size);
   return 1;
 }
 
-/** Estimated FLOPs of one application (`node`) of a layer, for one example. */
-export function estimateNodeFlops(node: GraphNode): number {
-  const layer = node.layer;
-  if (isNestedModel(layer)) {
-    return buildModelGraph(layer).nodes.reduce((sum, inner) => sum + estimateNodeFlops(inner), 0);
-  }
-  const className = layer.getClassName();
-  const outElements = node.outputs.reduce((sum, t) => sum + shapeElements(t.shape), 0);
-  const inElements = node.inputs.reduce((sum, t) => sum + shapeElements(t.shape), 0);
-  const bias = layer.weights.some((w) => w.originalName.endsWith('/bias')) ? outElements : 0;
+/** Estimated FLOPs of one call of a layer, for one example. */
+export function estimateCallFlops(call: CallFlopsInput): number {
+  const { className, weightShape } = call;
+  const outElements = call.outputShapes.reduce((sum, shape) => sum + elementsPerExample(shape), 0);
+  const inElements = call.inputShapes.reduce((sum, shape) => sum + elementsPerExample(shape), 0);
+  const bias = weightShape('/bias') !== undefined ? outElements : 0;
+  const activation = (elements: number) => activationCost(call.activation, elements);
   if (zeroCost.has(className)) return 0;
   if (elementwiseActivations.has(className)) return outElements;
-  if (mergeLayers.has(className)) return Math.max(0, node.inputs.length - 1) * outElements;
+  if (mergeLayers.has(className)) return Math.max(0, call.inputShapes.length - 1) * outElements;
   switch (className) {
     case 'Dense': {
-      const kernel = weightShape(layer, '/kernel');
+      const kernel = weightShape('/kernel');
       const fanIn = kernel?.[0] ?? 0;
-      return 2 * fanIn * outElements + bias + activationCost(layer, outElements);
+      return 2 * fanIn * outElements + bias + activation(outElements);
     }
     case 'Conv1D':
     case 'Conv2D':
     case 'Conv3D': {
-      const kernel = weightShape(layer, '/kernel');
+      const kernel = weightShape('/kernel');
       const perOutput = kernel ? product(kernel.slice(0, -1)) : 0;
-      return 2 * perOutput * outElements + bias + activationCost(layer, outElements);
+      return 2 * perOutput * outElements + bias + activation(outElements);
     }
     case 'Conv2DTranspose':
     case 'Conv3DTranspose': {
-      const kernel = weightShape(layer, '/kernel');
+      const kernel = weightShape('/kernel');
       // kernel: [...spatial, outChannels, inChannels]
       const spatialOut = kernel ? product(kernel.slice(0, -1)) : 0;
-      return 2 * spatialOut * inElements + bias + activationCost(layer, outElements);
+      return 2 * spatialOut * inElements + bias + activation(outElements);
     }
     case 'DepthwiseConv2D': {
-      const kernel = weightShape(layer, '/depthwise_kernel');
+      const kernel = weightShape('/depthwise_kernel');
       const spatial = kernel ? (kernel[0] ?? 1) * (kernel[1] ?? 1) : 0;
-      return 2 * spatial * outElements + bias + activationCost(layer, outElements);
+      return 2 * spatial * outElements + bias + activation(outElements);
     }
     case 'SeparableConv2D':
     case 'SeparableConv1D': {
-      const depthwise = weightShape(layer, '/depthwise_kernel');
-      const pointwise = weightShape(layer, '/pointwise_kernel');
+      const depthwise = weightShape('/depthwise_kernel');
+      const pointwise = weightShape('/pointwise_kernel');
       if (!depthwise || !pointwise) return outElements;
       const outChannels = pointwise[pointwise.length - 1] ?? 1;
       const midChannels = pointwise[pointwise.length - 2] ?? 1;
@@ -123,7 +125,7 @@ export function estimateNodeFlops(node: GraphNode): number {
         2 * spatial * midChannels * positions +
         2 * midChannels * outChannels * positions +
         bias +
-        activationCost(layer, outElements)
+        activation(outElements)
       );
     }
     case 'BatchNormalization':
@@ -134,7 +136,7 @@ export function estimateNodeFlops(node: GraphNode): number {
     case 'AveragePooling1D':
     case 'AveragePooling2D':
     case 'AveragePooling3D':
-      return poolArea(layer) * outElements;
+      return poolArea(call.poolSize) * outElements;
     case 'GlobalAveragePooling1D':
     case 'GlobalAveragePooling2D':
     case 'GlobalMaxPooling1D':

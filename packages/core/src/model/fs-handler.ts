@@ -20,6 +20,7 @@ import {
   sha256Hex,
   throwIfAborted,
 } from './artifacts.js';
+import { ioError } from './model-errors.js';
 
 /** Shard size of written weights, as the TF.js converter uses. */
 export const WEIGHT_SHARD_BYTES = 4 * 1024 * 1024;
@@ -34,26 +35,6 @@ export interface WrittenArtifacts {
   readonly weightsSha256: string;
   /** Shard file names, in order. */
   readonly shards: readonly string[];
-}
-
-function ioError(path: string, action: string, error: unknown): DinferError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (code === 'ABORT_ERR' || (error as Error | undefined)?.name === 'AbortError') {
-    return new DinferError(DinferErrorCode.ABORTED, `${action} ${path} was aborted`, {
-      details: { path },
-      cause: error,
-    });
-  }
-  if (code === 'ENOENT' || code === 'ENOTDIR') {
-    return new DinferError(DinferErrorCode.MODEL_NOT_FOUND, `model file not found: ${path}`, {
-      details: { path },
-      cause: error,
-    });
-  }
-  return new DinferError(DinferErrorCode.MODEL_IO, `${action} ${path} failed: ${(error as Error).message}`, {
-    details: { path, errno: code },
-    cause: error,
-  });
 }
 
 /** Resolves a path, a `file://` URL, or a directory (which means `<dir>/model.json`). */

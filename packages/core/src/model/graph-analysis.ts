@@ -4,29 +4,18 @@
  *
  * @module
  */
-import { estimateNodeFlops } from './flops.js';
 import {
   bytesPerExample,
-  type GraphTensor,
-  isInputLayer,
-  type Layer,
-  type ModelGraph,
+  type CutGraph,
+  type CutLayer,
+  type CutTensor,
+  isInputClass,
   specOf,
-} from './graph.js';
+} from './cut-graph.js';
 import type { CrossingTensor, CutInfo, LayerInfo, ModelAnalysis, SymbolicShape } from './types.js';
 
-const dtypeSize: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
-
-/** Bytes of a layer's weights (every variable, trainable or not). */
-export function layerWeightBytes(layer: Layer): number {
-  return layer.weights.reduce((sum, w) => {
-    const elements = w.shape.reduce<number>((a, b) => a * (b ?? 1), 1);
-    return sum + elements * (dtypeSize[w.dtype] ?? 4);
-  }, 0);
-}
-
 /** True when the tensor is produced before cut `k` and needed at or after it. */
-function crosses(tensor: GraphTensor, k: number): boolean {
+function crosses(tensor: CutTensor, k: number): boolean {
   if (tensor.position >= k) return false;
   if (tensor.outputIndices.length > 0) return true;
   return tensor.consumers.some((c) => c.position >= k);
@@ -39,12 +28,15 @@ function crosses(tensor: GraphTensor, k: number): boolean {
  * cut cross it; model inputs cross it when read after it.
  * @internal
  */
-export function crossingTensors(graph: ModelGraph, k: number): GraphTensor[] {
+export function crossingTensors<T extends CutTensor>(
+  graph: { readonly tensors: readonly T[] },
+  k: number,
+): T[] {
   return graph.tensors.filter((t) => crosses(t, k));
 }
 
 /** Per cut position `k` (index `k` of the result, 0 and L unused): whether it is a valid cut. @internal */
-export function cutValidity(graph: ModelGraph): boolean[] {
+export function cutValidity(graph: CutGraph): boolean[] {
   const count = graph.layers.length;
   // callsBefore[k]: calls at positions [0, k). Every call computes: InputLayers have none.
   const callsBefore = new Array<number>(count + 1).fill(0);
@@ -58,18 +50,18 @@ export function cutValidity(graph: ModelGraph): boolean[] {
   return valid;
 }
 
-const quoted = (layers: readonly Layer[]): string => layers.map((l) => `"${l.name}"`).join(', ');
+const quoted = (layers: readonly CutLayer[]): string => layers.map((l) => `"${l.name}"`).join(', ');
 
 /**
  * Why the stage `[start, end)` would compute nothing, or `undefined` when some call runs in
  * it. A cut set can leave such a stage even though each cut is valid on its own (two cuts
  * around an InputLayer). @internal
  */
-export function idleStageReason(graph: ModelGraph, start: number, end: number): string | undefined {
+export function idleStageReason(graph: CutGraph, start: number, end: number): string | undefined {
   if (graph.nodes.some((n) => n.position >= start && n.position < end)) return undefined;
   const listed = graph.layers.slice(start, end);
-  const inputs = listed.filter(isInputLayer);
-  const deferred = listed.filter((l) => !isInputLayer(l));
+  const inputs = listed.filter(isInputClass);
+  const deferred = listed.filter((l) => !isInputClass(l));
   const why: string[] = [];
   if (inputs.length > 0) why.push(`it would hold only the InputLayer(s) ${quoted(inputs)}`);
   if (deferred.length > 0) {
@@ -78,15 +70,15 @@ export function idleStageReason(graph: ModelGraph, start: number, end: number): 
   return `stage [${start}, ${end}) would hold no computing layer: ${why.join('; ')}`;
 }
 
-function crossingOf(tensor: GraphTensor): CrossingTensor {
+function crossingOf(tensor: CutTensor): CrossingTensor {
   return { ...specOf(tensor), bytesPerExample: bytesPerExample(tensor.shape, tensor.dtype) };
 }
 
 /** Builds the analysis from an existing graph snapshot. @internal */
-export function analyzeGraph(graph: ModelGraph): ModelAnalysis {
+export function analyzeGraph(graph: CutGraph): ModelAnalysis {
   const layers: LayerInfo[] = graph.layers.map((layer, index) => {
     const nodes = graph.nodesByLayer[index] ?? [];
-    const calls = nodes.map((node) => ({ position: node.position, flops: estimateNodeFlops(node) }));
+    const calls = nodes.map((node) => ({ position: node.position, flops: node.flops }));
     const outputShapes: SymbolicShape[] =
       nodes.length > 0
         ? nodes.flatMap((n) => n.outputs.map((t) => t.shape))
@@ -94,10 +86,17 @@ export function analyzeGraph(graph: ModelGraph): ModelAnalysis {
     return {
       index,
       name: layer.name,
-      className: layer.getClassName(),
+      className: layer.className,
       outputShapes,
-      params: layer.countParams(),
-      weightBytes: layerWeightBytes(layer),
+      params: layer.params,
+      weightBytes: layer.weightBytes,
+      largestWeightBytes: layer.largestWeightBytes,
+      activationBytes: Math.max(
+        0,
+        ...nodes.map((node) =>
+          [...node.inputs, ...node.outputs].reduce((sum, t) => sum + bytesPerExample(t.shape, t.dtype), 0),
+        ),
+      ),
       flops: calls.reduce((sum, call) => sum + call.flops, 0),
       calls,
     };

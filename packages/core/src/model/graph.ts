@@ -12,8 +12,18 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import {
+  type CutGraph,
+  type CutLayer,
+  type CutNode,
+  type CutTensor,
+  markModelOutputs,
+  toDType,
+  uniqueNames,
+} from './cut-graph.js';
+import { estimateCallFlops } from './flops.js';
 import { intermediateTensorName } from './tensor-names.js';
-import type { DType, SymbolicShape, TensorSpec } from './types.js';
+import type { DType, SymbolicShape } from './types.js';
 
 /** A TF.js layer. */
 export type Layer = tf.layers.Layer;
@@ -21,7 +31,7 @@ export type Layer = tf.layers.Layer;
 export type KerasNode = Layer['inboundNodes'][number];
 
 /** A tensor of the model graph. */
-export interface GraphTensor {
+export interface GraphTensor extends CutTensor {
   /** Internal identity: `<layer.id>/<nodeIndex>/<tensorIndex>`. */
   readonly key: string;
   /** The public, stable name (see tensor-names.ts). */
@@ -41,7 +51,7 @@ export interface GraphTensor {
 }
 
 /** One application of a layer inside the model. */
-export interface GraphNode {
+export interface GraphNode extends CutNode {
   readonly layer: Layer;
   /** Position of the layer in `model.layers`. */
   readonly layerIndex: number;
@@ -63,10 +73,15 @@ export interface GraphNode {
   readonly order: number;
 }
 
+/** One entry of `model.layers`: what analysis reads, and the layer object itself. */
+export interface GraphLayer extends CutLayer {
+  readonly layer: Layer;
+}
+
 /** The snapshot of a model's graph. */
-export interface ModelGraph {
+export interface ModelGraph extends CutGraph {
   readonly name: string;
-  readonly layers: readonly Layer[];
+  readonly layers: readonly GraphLayer[];
   readonly inputs: readonly GraphTensor[];
   readonly outputs: readonly GraphTensor[];
   /** Every node, inputs before the nodes that read them. */
@@ -77,54 +92,41 @@ export interface ModelGraph {
   readonly nodesByLayer: readonly (readonly GraphNode[])[];
 }
 
-const dtypeBytes: Record<DType, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
-
-/** True for a Keras `InputLayer`. */
-export function isInputLayer(layer: Layer): boolean {
-  return layer.getClassName() === 'InputLayer';
-}
-
 /** True when the layer is itself a LayersModel used as a layer. */
 export function isNestedModel(layer: Layer): layer is tf.LayersModel {
   return layer instanceof tf.LayersModel;
 }
 
-/** Bytes of one example of a tensor: the batch dimension is dropped, other unknowns count 1. */
-export function bytesPerExample(shape: SymbolicShape, dtype: DType): number {
-  let elements = 1;
-  shape.forEach((dim, i) => {
-    if (i > 0 && dim !== null) elements *= dim;
-  });
-  return elements * dtypeBytes[dtype];
+/** True for a Keras `InputLayer`. */
+function isInputLayer(layer: Layer): boolean {
+  return layer.getClassName() === 'InputLayer';
 }
 
-/** Scalars of one example of a tensor (batch dimension dropped, unknowns count 1). */
-export function elementsPerExample(shape: SymbolicShape): number {
-  let elements = 1;
-  shape.forEach((dim, i) => {
-    if (i > 0 && dim !== null) elements *= dim;
-  });
-  return elements;
+const dtypeSize: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
+
+function variableBytes(variable: tf.LayerVariable): number {
+  return variable.shape.reduce<number>((a, b) => a * (b ?? 1), 1) * (dtypeSize[variable.dtype] ?? 4);
 }
 
-function toDType(value: string): DType {
-  if (
-    value === 'float32' ||
-    value === 'int32' ||
-    value === 'bool' ||
-    value === 'complex64' ||
-    value === 'string'
-  )
-    return value;
-  return 'float32';
+/** Bytes of a layer's weights (every variable, trainable or not). */
+export function layerWeightBytes(layer: Layer): number {
+  return layer.weights.reduce((sum, w) => sum + variableBytes(w), 0);
 }
 
-function uniqueNames(preferred: readonly string[], fallback: (i: number) => string): string[] {
-  const seen = new Set<string>();
-  return preferred.map((name, i) => {
-    const chosen = seen.has(name) ? fallback(i) : name;
-    seen.add(chosen);
-    return chosen;
+/** Estimated FLOPs of one call of `layer` for one example (a nested model: its own calls). */
+function callFlops(layer: Layer, inputs: readonly GraphTensor[], outputs: readonly GraphTensor[]): number {
+  if (isNestedModel(layer)) return buildModelGraph(layer).nodes.reduce((sum, inner) => sum + inner.flops, 0);
+  const config = layer.getConfig() as { activation?: unknown; poolSize?: unknown };
+  return estimateCallFlops({
+    className: layer.getClassName(),
+    inputShapes: inputs.map((t) => t.shape),
+    outputShapes: outputs.map((t) => t.shape),
+    weightShape: (suffix) =>
+      layer.weights.find((w) => w.originalName.endsWith(suffix) || w.name.endsWith(suffix))?.shape as
+        | readonly number[]
+        | undefined,
+    activation: config.activation,
+    poolSize: config.poolSize,
   });
 }
 
@@ -205,6 +207,7 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
       inputs: nodeInputs,
       outputs: [],
       order: nodes.length,
+      flops: 0,
     };
     const outputs = node.outputTensors.map((t, k) => {
       const tensor: GraphTensor = {
@@ -223,6 +226,7 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
       return tensor;
     });
     (graphNode as { outputs: readonly GraphTensor[] }).outputs = outputs;
+    (graphNode as { flops: number }).flops = callFlops(layer, nodeInputs, outputs);
     for (const input of nodeInputs) input.consumers.push(graphNode);
     nodes.push(graphNode);
     nodeByKey.set(nodeKey(layer, nodeIndex), graphNode);
@@ -275,35 +279,23 @@ export function buildModelGraph(model: tf.LayersModel): ModelGraph {
     }
   }
 
-  const outputNames = uniqueNames(
+  const outputs = markModelOutputs(
+    modelOutputs.map((t) => tensors.get(tensorKey(t.sourceLayer, t.nodeIndex, t.tensorIndex))),
     modelOutputs.map((t, i) => model.outputNames?.[i] ?? t.sourceLayer.name),
-    (i) => `output_${i}`,
+    modelName,
+    unsupported,
   );
-  const outputs = modelOutputs.map((t, i) => {
-    const tensor = tensors.get(tensorKey(t.sourceLayer, t.nodeIndex, t.tensorIndex));
-    if (!tensor) throw unsupported(`model output ${i} was not reached by the graph walk`, { output: i });
-    if (tensor.inputIndex !== undefined) {
-      throw unsupported(`model output "${outputNames[i]}" is directly the model input "${tensor.name}"`, {
-        output: outputNames[i],
-      });
-    }
-    if (tensor.outputIndices.length > 0) {
-      throw unsupported(`model "${modelName}" lists the same tensor twice as an output`, {
-        output: outputNames[i],
-      });
-    }
-    tensor.name = outputNames[i]!;
-    tensor.outputIndices.push(i);
-    return tensor;
-  });
 
   const nodesByLayer: GraphNode[][] = layers.map(() => []);
   for (const node of nodes) nodesByLayer[node.layerIndex]!.push(node);
 
-  return { name: modelName, layers, inputs, outputs, nodes, tensors: tensorList, nodesByLayer };
-}
-
-/** The {@link TensorSpec} of a graph tensor. */
-export function specOf(tensor: GraphTensor): TensorSpec {
-  return { name: tensor.name, shape: tensor.shape, dtype: tensor.dtype };
+  const graphLayers: GraphLayer[] = layers.map((layer) => ({
+    name: layer.name,
+    className: layer.getClassName(),
+    params: layer.countParams(),
+    weightBytes: layerWeightBytes(layer),
+    largestWeightBytes: Math.max(0, ...layer.weights.map(variableBytes)),
+    layer,
+  }));
+  return { name: modelName, layers: graphLayers, inputs, outputs, nodes, tensors: tensorList, nodesByLayer };
 }

@@ -9,6 +9,7 @@ import { DinferError, DinferErrorCode } from '../errors.js';
 import type { ReadModelOptions } from './artifacts.js';
 import { readArtifactsFromFile, writeModelArtifacts } from './fs-handler.js';
 import { isHttpSource, readArtifactsFromHttp } from './http-loader.js';
+import { modelBuildError } from './model-errors.js';
 import { manifestWeightQuantization, rememberWeightQuantization } from './source-quantization.js';
 
 export type { ReadModelOptions } from './artifacts.js';
@@ -59,13 +60,7 @@ export async function modelFromArtifacts(
   try {
     model = await tf.loadLayersModel({ load: async () => artifacts });
   } catch (error) {
-    const message = (error as Error).message ?? String(error);
-    const unknown = /Unknown (layer|class|activation|initializer|regularizer|constraint)/i.test(message);
-    throw new DinferError(
-      unknown ? DinferErrorCode.MODEL_UNSUPPORTED : DinferErrorCode.MODEL_CORRUPT,
-      `${path}: cannot build the model: ${message}`,
-      { details: { path }, cause: error },
-    );
+    throw modelBuildError(path, error);
   }
   rememberWeightQuantization(model, manifestWeightQuantization(artifacts.weightSpecs ?? []));
   return model;

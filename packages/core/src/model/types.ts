@@ -43,6 +43,13 @@ export interface LayerInfo {
   readonly params: number;
   /** Bytes of the layer's weights. */
   readonly weightBytes: number;
+  /** Bytes of the layer's largest weight tensor (as loaded). Absent: unknown. */
+  readonly largestWeightBytes?: number | undefined;
+  /**
+   * Bytes per example of the tensors one call of the layer reads and writes together, the
+   * largest over its calls: what computing it holds at once. Absent: unknown.
+   */
+  readonly activationBytes?: number | undefined;
   /** Estimated floating point operations for one example (multiply-adds count as 2), all calls together. */
   readonly flops: number;
   /**

@@ -33,13 +33,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import { buildModelGraph, type GraphTensor, type ModelGraph, specOf } from '../model/graph.js';
-import { analyzeGraph, crossingTensors, idleStageReason, layerWeightBytes } from '../model/graph-analysis.js';
+import { specOf } from '../model/cut-graph.js';
+import { buildModelGraph, type GraphTensor, layerWeightBytes, type ModelGraph } from '../model/graph.js';
+import { analyzeGraph, crossingTensors } from '../model/graph-analysis.js';
 import { kerasSafeName } from '../model/tensor-names.js';
 import type { ModelAnalysis, TensorSpec } from '../model/types.js';
+import { validateCuts } from './cut-validation.js';
 
-/** One stage of a {@link Partition}. */
-export interface PartitionStage {
+/** What a stage is, whichever partitioner made it: its range, its signature and its weights. */
+export interface StageSignature {
   /** Position of the stage in the pipeline, from 0. */
   readonly index: number;
   /**
@@ -47,14 +49,18 @@ export interface PartitionStage {
    * layer listed before `start` whose later calls run in this range.
    */
   readonly layers: readonly [start: number, end: number];
-  /** The standalone stage model (layers and weights shared with the original model). */
-  readonly model: tf.LayersModel;
   /** What the stage reads, in the stage model's input order. */
   readonly inputs: readonly TensorSpec[];
   /** What the stage emits, in the stage model's output order. */
   readonly outputs: readonly TensorSpec[];
   /** Bytes of the weights of the layers this stage calls (a shared layer's in each stage calling it). */
   readonly weightBytes: number;
+}
+
+/** One stage of a {@link Partition}. */
+export interface PartitionStage extends StageSignature {
+  /** The standalone stage model (layers and weights shared with the original model). */
+  readonly model: tf.LayersModel;
 }
 
 /** A model split into pipeline stages. */
@@ -68,51 +74,6 @@ export interface Partition {
   readonly inputs: readonly TensorSpec[];
   /** The original model's outputs (same as `analysis.outputs`). */
   readonly outputs: readonly TensorSpec[];
-}
-
-function describeValidCuts(valid: readonly number[]): string {
-  if (valid.length === 0) return 'none';
-  const ranges: string[] = [];
-  let start = valid[0]!;
-  let prev = start;
-  for (const k of [...valid.slice(1), Number.NaN]) {
-    if (k === prev + 1) {
-      prev = k;
-      continue;
-    }
-    ranges.push(start === prev ? `${start}` : `${start}-${prev}`);
-    start = k;
-    prev = k;
-  }
-  return ranges.join(', ');
-}
-
-function validateCuts(graph: ModelGraph, analysis: ModelAnalysis, cuts: readonly number[]): void {
-  const count = graph.layers.length;
-  const validCuts = analysis.cuts.filter((c) => c.valid).map((c) => c.index);
-  const allowed = `cuts must be integers in 1..${count - 1}, strictly increasing, each stage running at least one computing layer; valid cut positions for "${graph.name}": ${describeValidCuts(validCuts)}`;
-  const fail = (cut: unknown, position: number, why: string) =>
-    new DinferError(
-      DinferErrorCode.PARTITION_INVALID_CUT,
-      `invalid cut ${String(cut)} at position ${position}: ${why}; ${allowed}`,
-      {
-        details: { cut, position, cuts: [...cuts], layers: count, validCuts },
-      },
-    );
-  if (!Array.isArray(cuts)) throw fail(cuts, 0, 'cuts must be an array');
-  let previous = 0;
-  cuts.forEach((cut, position) => {
-    if (typeof cut !== 'number' || !Number.isInteger(cut)) throw fail(cut, position, 'not an integer');
-    if (cut < 1 || cut > count - 1) throw fail(cut, position, `out of range 1..${count - 1}`);
-    if (cut <= previous) throw fail(cut, position, `not greater than the previous cut ${previous}`);
-    const idle = idleStageReason(graph, previous, cut);
-    if (idle !== undefined) throw fail(cut, position, idle);
-    previous = cut;
-  });
-  if (cuts.length > 0) {
-    const idle = idleStageReason(graph, previous, count);
-    if (idle !== undefined) throw fail(cuts[cuts.length - 1], cuts.length - 1, `the last ${idle}`);
-  }
 }
 
 function buildStage(

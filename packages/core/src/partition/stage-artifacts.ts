@@ -17,26 +17,24 @@
 import type * as tf from '@tensorflow/tfjs';
 import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
-import {
-  artifactsFromJson,
-  checkWeightBytes,
-  joinWeightData,
-  parseModelJson,
-  weightEntryBytes,
-} from '../model/artifacts.js';
-import { modelFromArtifacts, modelToArtifacts } from '../model/io.js';
+import { joinWeightData, parseModelJson, weightEntryBytes } from '../model/artifacts.js';
+import { modelToArtifacts } from '../model/io.js';
+import { modelFromWeightGroups, type WeightGroupReader } from '../model/model-from-weights.js';
+import { type BlobSource, heldBlob } from '../ship/blob-source.js';
 import { plannedQuantization, quantizeWeight, type WeightQuantizationPlan } from './weight-quantization.js';
 
 /** One weight tensor of a stage as a blob. */
-export interface TensorBlob {
+export interface TensorBlob extends BlobSource {
   /** The weight's name in the manifest (e.g. `conv1_conv/kernel`). */
   readonly name: string;
-  /** Hex SHA-256 of {@link bytes}. */
-  readonly sha256: string;
-  /** The stored bytes: raw little-endian values, or quantized ones when `entry.quantization` says so. */
-  readonly bytes: Uint8Array;
   /** The weight's manifest entry (name, shape, dtype, optional `quantization`). */
   readonly entry: tf.io.WeightsManifestEntry;
+}
+
+/** A {@link TensorBlob} whose bytes are held in memory. */
+export interface HeldTensorBlob extends TensorBlob {
+  /** The stored bytes: raw little-endian values, or quantized ones when `entry.quantization` says so. */
+  readonly bytes: Uint8Array;
 }
 
 /** A stage serialised for shipping. */
@@ -50,6 +48,12 @@ export interface StageBlobs {
   readonly weightBytes: number;
   /** Total bytes the weights take as float32 (unquantized), for ratios. */
   readonly rawWeightBytes: number;
+}
+
+/** {@link StageBlobs} whose tensors are held in memory (those of {@link stageToBlobs}). */
+export interface HeldStageBlobs extends StageBlobs {
+  /** The weight tensors, in manifest order, bytes and all. */
+  readonly tensors: readonly HeldTensorBlob[];
 }
 
 /** Options for {@link stageToBlobs}. */
@@ -80,13 +84,13 @@ function sha256Of(bytes: Uint8Array): string {
 export async function stageToBlobs(
   model: tf.LayersModel,
   options: StageToBlobsOptions = {},
-): Promise<StageBlobs> {
+): Promise<HeldStageBlobs> {
   const artifacts = await modelToArtifacts(model);
   if (artifacts.modelTopology === undefined || artifacts.modelTopology instanceof ArrayBuffer) {
     throw new DinferError(DinferErrorCode.MODEL_UNSUPPORTED, `model "${model.name}" has no JSON topology`);
   }
   const data = new Uint8Array(joinWeightData(artifacts.weightData));
-  const tensors: TensorBlob[] = [];
+  const tensors: HeldTensorBlob[] = [];
   let offset = 0;
   let rawWeightBytes = 0;
   for (const spec of artifacts.weightSpecs ?? []) {
@@ -110,22 +114,34 @@ export async function stageToBlobs(
       bytes = quantized.bytes;
       entry = { ...entry, quantization: quantized.quantization };
     }
-    tensors.push({ name: spec.name, sha256: sha256Of(bytes), bytes, entry });
+    tensors.push({ name: spec.name, entry, ...heldBlob(bytes) });
   }
-  const json: tf.io.ModelJSON = {
+  const json: Omit<tf.io.ModelJSON, 'weightsManifest'> = {
     format: artifacts.format ?? 'layers-model',
     generatedBy: artifacts.generatedBy ?? 'dinfer',
     convertedBy: artifacts.convertedBy ?? null,
     modelTopology: artifacts.modelTopology,
     ...(artifacts.trainingConfig === undefined ? {} : { trainingConfig: artifacts.trainingConfig }),
-    weightsManifest: tensors.map((t) => ({ paths: [tensorBlobPath(t.sha256)], weights: [t.entry] })),
   };
-  const topology = new TextEncoder().encode(JSON.stringify(json));
+  return stageBlobsOf(json, tensors, rawWeightBytes);
+}
+
+/**
+ * The {@link StageBlobs} of a stage `model.json` whose manifest is `tensors`, one per group,
+ * in order (`json.weightsManifest` is replaced by that manifest).
+ */
+export function stageBlobsOf<T extends TensorBlob>(
+  json: Omit<tf.io.ModelJSON, 'weightsManifest'>,
+  tensors: readonly T[],
+  rawWeightBytes: number,
+): StageBlobs & { readonly tensors: readonly T[] } {
+  const manifest = tensors.map((t) => ({ paths: [tensorBlobPath(t.sha256)], weights: [t.entry] }));
+  const topology = new TextEncoder().encode(JSON.stringify({ ...json, weightsManifest: manifest }));
   return {
     topology,
     topologySha256: sha256Of(topology),
     tensors,
-    weightBytes: tensors.reduce((sum, t) => sum + t.bytes.byteLength, 0),
+    weightBytes: tensors.reduce((sum, t) => sum + t.byteLength, 0),
     rawWeightBytes,
   };
 }
@@ -171,8 +187,11 @@ export function stageTensorHashes(topology: Uint8Array, name = '<stage>'): strin
 
 /**
  * Builds a LayersModel from the blobs of {@link stageToBlobs}: the `model.json` and the tensor
- * blobs in manifest order (or all of them concatenated into one buffer). Quantized weights are
- * dequantized by TF.js as it loads them.
+ * blobs in manifest order, all of them concatenated into one buffer, or a reader that gives
+ * one group's blob at a time. The weights are set one tensor at a time
+ * (`modelFromWeightGroups`), so the backend holds the weights plus one tensor, and with a
+ * reader only one blob is read at a time. Quantized weights are dequantized by TF.js as it
+ * loads them.
  *
  * @param name Names the stage in messages and `details.path`.
  * @throws DinferError MODEL_CORRUPT when the `model.json` does not parse, or the blobs do not
@@ -180,16 +199,18 @@ export function stageTensorHashes(topology: Uint8Array, name = '<stage>'): strin
  */
 export async function modelFromBlobs(
   topology: Uint8Array,
-  weights: Uint8Array | readonly Uint8Array[],
+  weights: Uint8Array | readonly Uint8Array[] | WeightGroupReader,
   name = '<stage>',
 ): Promise<tf.LayersModel> {
   const json = decodeTopology(topology, name);
-  let buffer: ArrayBuffer;
-  if (weights instanceof Uint8Array) {
-    const declared = json.weightsManifest.reduce(
-      (sum, group) => sum + group.weights.reduce((s, w) => s + (weightEntryBytes(w) ?? 0), 0),
-      0,
-    );
+  const groupBytes = json.weightsManifest.map((group) =>
+    group.weights.reduce((sum, w) => sum + (weightEntryBytes(w) ?? 0), 0),
+  );
+  let readGroup: WeightGroupReader;
+  if (typeof weights === 'function') {
+    readGroup = weights;
+  } else if (weights instanceof Uint8Array) {
+    const declared = groupBytes.reduce((a, b) => a + b, 0);
     if (declared !== weights.byteLength) {
       throw new DinferError(
         DinferErrorCode.MODEL_CORRUPT,
@@ -197,28 +218,17 @@ export async function modelFromBlobs(
         { details: { path: name, expectedBytes: declared, actualBytes: weights.byteLength } },
       );
     }
-    // Copy into an exact ArrayBuffer: TF.js slices weight values out of it by offset.
-    buffer = weights.slice().buffer;
+    const starts = groupBytes.map((_, g) => groupBytes.slice(0, g).reduce((a, b) => a + b, 0));
+    readGroup = async (g) => weights.subarray(starts[g]!, starts[g]! + groupBytes[g]!);
   } else {
     if (weights.length !== json.weightsManifest.length) {
       throw new DinferError(
         DinferErrorCode.MODEL_CORRUPT,
-        `${name}: model.json has ${json.weightsManifest.length} weight groups, ${weights.length} blobs came with it`,
+        `${name}: model.json has ${json.weightsManifest.length} weight groups, ${weights.length} blobs came with them`,
         { details: { path: name, groups: json.weightsManifest.length, blobs: weights.length } },
       );
     }
-    checkWeightBytes(
-      json,
-      weights.map((w) => w.byteLength),
-      name,
-    );
-    const joined = new Uint8Array(weights.reduce((sum, w) => sum + w.byteLength, 0));
-    let offset = 0;
-    for (const w of weights) {
-      joined.set(w, offset);
-      offset += w.byteLength;
-    }
-    buffer = joined.buffer;
+    readGroup = async (g) => weights[g]!;
   }
-  return modelFromArtifacts(await artifactsFromJson(json, buffer), name);
+  return modelFromWeightGroups(json, readGroup, name);
 }

@@ -19,7 +19,7 @@ import type * as tf from '@tensorflow/tfjs';
 import { io as tfio } from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { StoredQuantization, WeightQuantizationByName } from '../model/source-quantization.js';
-import { float32ToFloat16 } from '../tensor/fp16.js';
+import { float16ToFloat32, float32ToFloat16 } from '../tensor/fp16.js';
 
 /** How weights are stored: 2 bytes (`float16`) or 1 byte (`uint8`, affine) per value. */
 export type WeightQuantization = 'float16' | 'uint8';
@@ -100,13 +100,7 @@ export function quantizeWeight(
   const stored: StoredQuantization =
     typeof quantization === 'string' ? { dtype: quantization } : quantization;
   const dtype = (stored as { dtype?: unknown } | null)?.dtype;
-  if (dtype === 'float16') {
-    const halves = float32ToFloat16(values);
-    return {
-      bytes: new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength),
-      quantization: { dtype: 'float16' },
-    };
-  }
+  if (dtype === 'float16') return { bytes: encodeQuantized(values, { dtype }), quantization: { dtype } };
   if (dtype !== 'uint8' && dtype !== 'uint16') {
     throw new DinferError(
       DinferErrorCode.INVALID_ARGUMENT,
@@ -121,15 +115,56 @@ export function quantizeWeight(
     fitsRange(values, stored.scale, stored.min, levels)
       ? { scale: stored.scale, min: stored.min }
       : affineParameters(values, levels);
-  const codes = dtype === 'uint8' ? new Uint8Array(values.length) : new Uint16Array(values.length);
+  const parameters: StoredQuantization = { dtype, scale, min };
+  return { bytes: encodeQuantized(values, parameters), quantization: parameters };
+}
+
+/**
+ * The stored bytes of `values` in a form whose parameters are already fixed (`float16`, or
+ * `uint8`/`uint16` with `scale` and `min`): value by value, so any run of whole values of a
+ * weight encodes to the same bytes as that run of the whole weight's encoding. Codes out of
+ * range are clamped.
+ */
+export function encodeQuantized(values: Float32Array, quantization: StoredQuantization): Uint8Array {
+  if (quantization.dtype === 'float16') {
+    const halves = float32ToFloat16(values);
+    return new Uint8Array(halves.buffer, halves.byteOffset, halves.byteLength);
+  }
+  const levels = quantization.dtype === 'uint8' ? 256 : 65536;
+  const scale = quantization.scale ?? 1;
+  const min = quantization.min ?? 0;
+  const codes =
+    quantization.dtype === 'uint8' ? new Uint8Array(values.length) : new Uint16Array(values.length);
   for (let i = 0; i < values.length; i++) {
     const q = Math.round((values[i]! - min) / scale);
     codes[i] = Math.max(0, Math.min(levels - 1, q));
   }
-  return {
-    bytes: new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength),
-    quantization: { dtype, scale, min },
-  };
+  return new Uint8Array(codes.buffer, codes.byteOffset, codes.byteLength);
+}
+
+/** Bytes one value takes stored in `quantization` (4 when stored as float32). */
+export function storedElementBytes(quantization: StoredQuantization | undefined): 1 | 2 | 4 {
+  const dtype = quantization?.dtype;
+  return dtype === 'uint8' ? 1 : dtype === 'float16' || dtype === 'uint16' ? 2 : 4;
+}
+
+/**
+ * The float32 values of a float32 weight's stored bytes, as TF.js's `decodeWeights` computes
+ * them (`q * scale + min` for uint8/uint16, the float16 value for float16).
+ */
+export function decodeStored(bytes: Uint8Array, quantization: StoredQuantization | undefined): Float32Array {
+  const whole = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
+  const dtype = quantization?.dtype;
+  if (dtype === undefined) return new Float32Array(whole.buffer, whole.byteOffset, whole.byteLength / 4);
+  if (dtype === 'float16')
+    return float16ToFloat32(new Uint16Array(whole.buffer, whole.byteOffset, whole.byteLength / 2));
+  const codes =
+    dtype === 'uint8' ? whole : new Uint16Array(whole.buffer, whole.byteOffset, whole.byteLength / 2);
+  const values = new Float32Array(codes.length);
+  const scale = quantization?.scale ?? 1;
+  const min = quantization?.min ?? 0;
+  for (let i = 0; i < codes.length; i++) values[i] = codes[i]! * scale + min;
+  return values;
 }
 
 /**

@@ -6,20 +6,38 @@
  * linkBytesPerMs` for the cut it receives and the cut it sends). The model's own inputs and
  * outputs are not counted: every plan moves them once, whatever the cuts.
  *
+ * Given the memory budgets of the workers that will hold the stages, a plan of `S` stages
+ * keeps every stage's memory need (stage-memory.ts: weights, their loading copy, activations)
+ * within the `S`-th largest budget, so that the stages can go to `S` distinct workers; with
+ * fewer workers than stages each worker takes several stages and shares its budget among
+ * them. `stages: 'auto'` picks the stage count: the fewest stages whose pipeline, with the
+ * spare workers as replicas, is within 5% of the fastest.
+ *
  * @module
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { type StageTotals, spreadOverCalls, stageTotals } from '../model/stage-totals.js';
 import type { CutInfo, ModelAnalysis, Plan, StagePlan } from '../model/types.js';
 import { type CostModelOptions, estimateLayerCosts } from './cost-model.js';
+import { type StageMemory, type StageMemoryOptions, stageMemoryModel } from './stage-memory.js';
 
 /** Default {@link PlanOptions.linkBytesPerMs}: 1e6 bytes/ms = 1 GB/s, a loopback TCP link. */
 export const DEFAULT_LINK_BYTES_PER_MS = 1e6;
 
 /** Options of {@link planCuts} and {@link evaluateCuts}. */
 export interface PlanOptions {
-  /** Number of pipeline stages (a positive integer); `stages - 1` cuts are chosen. */
-  readonly stages: number;
+  /**
+   * Number of pipeline stages (a positive integer; `stages - 1` cuts are chosen), or `'auto'`
+   * to let the planner choose (see the module documentation).
+   */
+  readonly stages: number | 'auto';
+  /**
+   * Memory budgets of the workers that will hold the stages (`WorkerCapabilities.memoryBytes`):
+   * every stage must fit one of them (see the module documentation). Default: no limit.
+   */
+  readonly workerMemoryBytes?: readonly number[] | undefined;
+  /** How a stage's memory need is estimated against {@link PlanOptions.workerMemoryBytes}. */
+  readonly memory?: StageMemoryOptions | undefined;
   /**
    * Measured time of each layer of `analysis.layers` for one batch of `batchSize` (e.g. from
    * `profileLayers`), in ms. When absent the static cost model estimates them from FLOPs
@@ -38,6 +56,8 @@ export interface PlanOptions {
 
 /** A stage of a {@link PlanResult}: a {@link StagePlan} plus its transfer costs. */
 export interface PlannedStage extends StagePlan {
+  /** What the stage needs of a worker's memory budget (see `stageMemoryModel`). */
+  readonly memoryBytes: number;
   /** Time to receive this stage's input cut and send its output cut, in ms. */
   readonly transferMs: number;
   /** `estimatedMs + transferMs`: this stage's share of the pipeline's period. */
@@ -72,6 +92,7 @@ interface CostContext {
   readonly linkBytesPerMs: number;
   readonly batchSize: number;
   readonly costSource: Plan['costSource'];
+  readonly memory: (start: number, end: number) => StageMemory;
 }
 
 function invalid(message: string, details: Record<string, unknown>): DinferError {
@@ -88,8 +109,13 @@ function buildContext(analysis: ModelAnalysis, options: PlanOptions): CostContex
   const layerCount = analysis.layers.length;
   if (layerCount === 0) throw invalid('cannot plan a model with no layers', { model: analysis.name });
   const { stages } = options;
-  if (!Number.isInteger(stages) || stages < 1) {
-    throw invalid(`stages must be a positive integer, got ${stages}`, { stages });
+  if (stages !== 'auto' && (!Number.isInteger(stages) || stages < 1)) {
+    throw invalid(`stages must be a positive integer or 'auto', got ${String(stages)}`, { stages });
+  }
+  for (const budget of options.workerMemoryBytes ?? []) {
+    if (!(budget > 0) || !Number.isFinite(budget)) {
+      throw invalid(`workerMemoryBytes must hold positive numbers, got ${budget}`, { budget });
+    }
   }
   const batchSize = options.batchSize ?? 1;
   if (!Number.isInteger(batchSize) || batchSize < 1) {
@@ -135,6 +161,7 @@ function buildContext(analysis: ModelAnalysis, options: PlanOptions): CostContex
     linkBytesPerMs,
     batchSize,
     costSource,
+    memory: stageMemoryModel(analysis, options.memory),
   };
 }
 
@@ -179,6 +206,7 @@ function buildPlan(ctx: CostContext, cuts: readonly number[]): PlanResult {
     const transfer = transferMs(ctx, receivedBytes) + transferMs(ctx, crossingBytes);
     stages.push({
       layers: [start, end],
+      memoryBytes: ctx.memory(start, end).totalBytes,
       estimatedMs,
       weightBytes: weightBytes(ctx, start, end),
       crossingBytes,
@@ -285,15 +313,123 @@ function largestLayer(analysis: ModelAnalysis): { name: string; weightBytes: num
   return best;
 }
 
+/** Relative slack within which `'auto'` prefers fewer stages to a faster pipeline. */
+const AUTO_SLACK = 0.05;
+
+/**
+ * The pipeline's period (ms per example) when `workers` workers serve `plan`: one per stage,
+ * the spare ones as replicas of the stages that need them most.
+ */
+function periodWithReplicas(plan: PlanResult, workers: number): number {
+  const replicas = plan.stages.map(() => 1);
+  for (let spare = workers - plan.stages.length; spare > 0; spare--) {
+    let worst = 0;
+    plan.stages.forEach((stage, i) => {
+      if (stage.totalMs / replicas[i]! > plan.stages[worst]!.totalMs / replicas[worst]!) worst = i;
+    });
+    replicas[worst]! += 1;
+  }
+  return Math.max(...plan.stages.map((stage, i) => stage.totalMs / replicas[i]!));
+}
+
+interface PlanSpace {
+  readonly ctx: CostContext;
+  readonly bounds: readonly number[];
+  readonly maxStages: number;
+  /** Worker budgets, largest first; empty: no limit. */
+  readonly budgets: readonly number[];
+  readonly weightLimit: number;
+}
+
+/** The memory a stage may need in an `s`-stage plan: the `s`-th largest budget (shared when s > workers). */
+function memoryLimit(space: PlanSpace, s: number): number {
+  const { budgets } = space;
+  if (budgets.length === 0) return Number.POSITIVE_INFINITY;
+  if (s <= budgets.length) return budgets[s - 1]!;
+  return budgets[budgets.length - 1]! / Math.ceil(s / budgets.length);
+}
+
+/** The best `s`-stage plan within the memory limits, or undefined when none fits. */
+function bestPlan(space: PlanSpace, s: number): PlanResult | undefined {
+  const { ctx, bounds } = space;
+  const limit = memoryLimit(space, s);
+  const fits = (a: number, b: number): boolean =>
+    weightBytes(ctx, a, b) <= space.weightLimit && ctx.memory(a, b).totalBytes <= limit;
+  const bottleneck = minimax(bounds, s, (a, b) => stageTotalMs(ctx, a, b), fits);
+  if (bottleneck === Number.POSITIVE_INFINITY) return undefined;
+  const ceiling = bottleneck * (1 + TIE_EPSILON) + Number.EPSILON;
+  const cuts = fewestCrossings(ctx, bounds, s, (a, b) => fits(a, b) && stageTotalMs(ctx, a, b) <= ceiling);
+  if (cuts === undefined) {
+    throw new DinferError(DinferErrorCode.INTERNAL, 'planner found a bottleneck but no plan reaching it', {
+      details: { bottleneck },
+    });
+  }
+  return buildPlan(ctx, cuts);
+}
+
+/** The smallest memory need of the neediest stage over the `s`-stage plans. */
+function smallestMemoryNeed(space: PlanSpace, s: number): number {
+  const { ctx, bounds } = space;
+  return minimax(
+    bounds,
+    s,
+    (a, b) => ctx.memory(a, b).totalBytes,
+    (a, b) => weightBytes(ctx, a, b) <= space.weightLimit,
+  );
+}
+
+/** PLAN_INFEASIBLE for a model whose stages cannot fit the workers, saying how much is missing. */
+function doesNotFit(analysis: ModelAnalysis, space: PlanSpace, stages: number | 'auto'): DinferError {
+  const workers = space.budgets.length;
+  const s = stages === 'auto' ? Math.min(workers, space.maxStages) : stages;
+  const need = smallestMemoryNeed(space, s);
+  const offered = memoryLimit(space, s);
+  const smallestBudget = space.budgets[workers - 1]!;
+  let enough: number | undefined;
+  if (smallestMemoryNeed(space, space.maxStages) <= smallestBudget) {
+    let lo = 1;
+    let hi = space.maxStages;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (smallestMemoryNeed(space, mid) <= smallestBudget) hi = mid;
+      else lo = mid + 1;
+    }
+    enough = lo;
+  }
+  const advice =
+    enough === undefined
+      ? `even one layer per stage needs ${smallestMemoryNeed(space, space.maxStages)} bytes, more than the ${smallestBudget} bytes of the smallest worker`
+      : `it needs at least ${enough} workers of ${smallestBudget} bytes, ${workers} joined`;
+  return new DinferError(
+    DinferErrorCode.PLAN_INFEASIBLE,
+    `model "${analysis.name}" does not fit the cluster: split into ${s} stage(s), the stage that needs the most memory needs ${need} bytes ` +
+      `(weights, their working copy and activations) but the workers offer ${Math.floor(offered)} bytes each: ` +
+      `${Math.ceil(need - offered)} bytes are missing per worker; ${advice}`,
+    {
+      details: {
+        stages: s,
+        workers,
+        requiredBytes: need,
+        offeredBytes: Math.floor(offered),
+        missingBytes: Math.ceil(need - offered),
+        minWorkers: enough,
+      },
+    },
+  );
+}
+
 /**
  * Chooses `stages - 1` cuts among the analysis' valid cuts that minimise the slowest stage
- * (compute plus crossing-tensor transfer), exactly, by dynamic programming. Every stage's
- * weights must fit `memoryLimitBytes`. Ties (within 1e-9 relative) go to the plan with the
- * fewest crossing bytes, then the fewest crossing tensors.
+ * (compute plus crossing-tensor transfer), exactly, by dynamic programming, or chooses the
+ * stage count too (`'auto'`). Every stage's weights must fit `memoryLimitBytes`, and every
+ * stage's memory need the budgets of `workerMemoryBytes` (see the module documentation).
+ * Ties (within 1e-9 relative) go to the plan with the fewest crossing bytes, then the fewest
+ * crossing tensors.
  *
  * @throws DinferError `INVALID_ARGUMENT` for bad options; `PLAN_INFEASIBLE` when the model
- * has too few valid cuts for `stages`, or no plan fits the memory limit (the message names the
- * smallest limit that fits and the largest layer).
+ * has too few valid cuts for `stages`, or no plan fits the memory limits (the message names the
+ * smallest limit that fits and the largest layer, or, for the workers' budgets, how many bytes
+ * are missing per worker and how many workers would do).
  */
 export function planCuts(analysis: ModelAnalysis, options: PlanOptions): PlanResult {
   const ctx = buildContext(analysis, options);
@@ -302,54 +438,68 @@ export function planCuts(analysis: ModelAnalysis, options: PlanOptions): PlanRes
     .filter((c) => c.valid && c.index > 0 && c.index < ctx.layerCount)
     .map((c) => c.index)
     .sort((a, b) => a - b);
-  const bounds = [0, ...new Set(validCuts), ctx.layerCount];
+  const bounds = [0, ...new Set(validCuts)];
+  bounds.push(ctx.layerCount);
   const maxStages = bounds.length - 1;
-  if (stages > maxStages) {
+  if (stages !== 'auto' && stages > maxStages) {
     throw new DinferError(
       DinferErrorCode.PLAN_INFEASIBLE,
       `cannot split model "${analysis.name}" into ${stages} stages: it has ${maxStages - 1} valid cut(s), so at most ${maxStages} stage(s)`,
       { details: { stages, maxStages, validCuts: maxStages - 1 } },
     );
   }
+  const budgets = [...(options.workerMemoryBytes ?? [])].sort((a, b) => b - a);
   const limit = options.memoryLimitBytes ?? Number.POSITIVE_INFINITY;
-  const fits = (start: number, end: number): boolean => weightBytes(ctx, start, end) <= limit;
-  const bottleneck = minimax(bounds, stages, (a, b) => stageTotalMs(ctx, a, b), fits);
-  if (bottleneck === Number.POSITIVE_INFINITY) {
-    const smallest = minimax(
-      bounds,
-      stages,
-      (a, b) => weightBytes(ctx, a, b),
-      () => true,
-    );
-    const largest = largestLayer(analysis);
-    throw new DinferError(
-      DinferErrorCode.PLAN_INFEASIBLE,
-      `no ${stages}-stage plan of model "${analysis.name}" keeps every stage within ${limit} weight bytes: ` +
-        `the smallest limit that fits is ${smallest} bytes (the largest layer, "${largest.name}", holds ${largest.weightBytes} bytes)`,
-      {
-        details: {
-          stages,
-          memoryLimitBytes: limit,
-          smallestFeasibleLimitBytes: smallest,
-          largestLayer: largest.name,
-          largestLayerBytes: largest.weightBytes,
-        },
-      },
-    );
-  }
-  const ceiling = bottleneck * (1 + TIE_EPSILON) + Number.EPSILON;
-  const cuts = fewestCrossings(
-    ctx,
-    bounds,
-    stages,
-    (a, b) => fits(a, b) && stageTotalMs(ctx, a, b) <= ceiling,
-  );
-  if (cuts === undefined) {
-    throw new DinferError(DinferErrorCode.INTERNAL, 'planner found a bottleneck but no plan reaching it', {
-      details: { bottleneck },
+  const space: PlanSpace = { ctx, bounds, maxStages, budgets, weightLimit: limit };
+  const candidates =
+    stages === 'auto'
+      ? Array.from(
+          { length: budgets.length > 0 ? Math.min(budgets.length, maxStages) : maxStages },
+          (_, i) => i + 1,
+        )
+      : [stages];
+  let chosen: PlanResult | undefined;
+  const plans: { plan: PlanResult; period: number }[] = [];
+  for (const s of candidates) {
+    const plan = bestPlan(space, s);
+    if (plan === undefined) continue;
+    if (stages === 'auto' && budgets.length === 0) {
+      chosen = plan; // no cluster to fill: the fewest stages that fit
+      break;
+    }
+    plans.push({
+      plan,
+      period: budgets.length > 0 ? periodWithReplicas(plan, budgets.length) : plan.bottleneckMs,
     });
   }
-  return buildPlan(ctx, cuts);
+  if (chosen === undefined && plans.length > 0) {
+    const fastest = Math.min(...plans.map((p) => p.period));
+    chosen = plans.find((p) => p.period <= fastest * (1 + AUTO_SLACK))!.plan;
+  }
+  if (chosen !== undefined) return chosen;
+  if (budgets.length > 0) throw doesNotFit(analysis, space, stages);
+  const s = stages === 'auto' ? maxStages : stages;
+  const smallest = minimax(
+    bounds,
+    s,
+    (a, b) => weightBytes(ctx, a, b),
+    () => true,
+  );
+  const largest = largestLayer(analysis);
+  throw new DinferError(
+    DinferErrorCode.PLAN_INFEASIBLE,
+    `no ${s}-stage plan of model "${analysis.name}" keeps every stage within ${limit} weight bytes: ` +
+      `the smallest limit that fits is ${smallest} bytes (the largest layer, "${largest.name}", holds ${largest.weightBytes} bytes)`,
+    {
+      details: {
+        stages: s,
+        memoryLimitBytes: limit,
+        smallestFeasibleLimitBytes: smallest,
+        largestLayer: largest.name,
+        largestLayerBytes: largest.weightBytes,
+      },
+    },
+  );
 }
 
 /**

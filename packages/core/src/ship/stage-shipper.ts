@@ -8,14 +8,17 @@
  * 3. a missing tensor whose weight name has a same-sized blob the worker holds (the tensor of
  *    another version, from {@link ShipStageOptions.baseFor}) is sent as a compressed delta
  *    (`blob.delta`, see `delta.ts`) when that is smaller than the deflated tensor itself;
- * 4. everything else goes in deflated, acknowledged chunks (`blob.chunk`).
+ * 4. everything else goes in acknowledged chunks (`blob.chunk`), deflated where that pays.
  *
  * Deltas are sent whole, one request each, for tensors up to
  * {@link ShipStageOptions.maxDeltaBytes} (64 MiB by default; the largest ResNet50 tensor is
  * 9.4 MB and frames allow hundreds of MB); larger tensors go in resumable chunks. A delta
  * cut off by a dropped link is sent again in full next time: it is not resumable.
  *
- * Encoded deltas and deflated sizes are memoised per tensor buffer (weakly: they go when the
+ * Blobs are read from their sources as they are sent, a chunk at a time (a delta reads its
+ * tensor and base whole), so shipping a stage holds a few chunks, not the stage.
+ *
+ * Encoded deltas and deflated sizes are memoised per tensor blob (weakly: they go when the
  * deployment holding the tensor goes), so rolling a version out to N workers encodes each
  * delta once.
  *
@@ -27,13 +30,11 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { StageBlobs, TensorBlob } from '../partition/stage-artifacts.js';
 import { parseMessage } from '../protocol/messages.js';
 import { sendBlobChunks, sendBlobDelta } from './blob-shipper.js';
+import { type BlobSource, heldBlob, readBlob } from './blob-source.js';
 import { type EncodedDelta, encodeDelta } from './delta.js';
 
 /** A blob the worker holds that a tensor may be sent as a delta against. */
-export interface DeltaBase {
-  readonly sha256: string;
-  readonly bytes: Uint8Array;
-}
+export type DeltaBase = BlobSource;
 
 /** Finds a delta base for the weight `weightName` whose blob is `byteLength` bytes. */
 export type DeltaBaseLookup = (weightName: string, byteLength: number) => DeltaBase | undefined;
@@ -50,7 +51,7 @@ export interface ShipStageOptions {
   readonly baseFor?: DeltaBaseLookup | undefined;
   /** Raw bytes per chunk. Default 1 MiB. */
   readonly chunkBytes?: number | undefined;
-  /** Deflate chunks (kept only when smaller). Default true. */
+  /** Deflate chunks where that pays (see `ShipBlobOptions.compress`). Default true. */
   readonly compress?: boolean | undefined;
   /** Largest tensor sent as a delta, in bytes. Default 64 MiB. */
   readonly maxDeltaBytes?: number | undefined;
@@ -85,25 +86,24 @@ export interface ShipStageResult {
 export const DEFAULT_MAX_DELTA_BYTES = 64 * 1024 * 1024;
 
 interface Pending {
-  readonly sha256: string;
-  readonly bytes: Uint8Array;
+  readonly blob: BlobSource;
   /** The tensor, for delta lookup; undefined for the topology. */
   readonly tensor: TensorBlob | undefined;
 }
 
-const deltaMemo = new WeakMap<Uint8Array, { base: string; delta: EncodedDelta }>();
-const deflatedMemo = new WeakMap<Uint8Array, { chunkBytes: number; bytes: number }>();
+const deltaMemo = new WeakMap<BlobSource, { base: string; delta: EncodedDelta }>();
+const deflatedMemo = new WeakMap<BlobSource, { chunkBytes: number; bytes: number }>();
 
-/** Bytes the chunked shipper would put on the wire for `bytes` (deflate level 1 per chunk). */
-function deflatedSize(bytes: Uint8Array, chunkBytes: number): number {
-  const memo = deflatedMemo.get(bytes);
+/** Bytes the chunked shipper would put on the wire for `blob` (deflate level 1 per chunk). */
+async function deflatedSize(blob: BlobSource, chunkBytes: number): Promise<number> {
+  const memo = deflatedMemo.get(blob);
   if (memo?.chunkBytes === chunkBytes) return memo.bytes;
   let total = 0;
-  for (let offset = 0; offset < bytes.byteLength; offset += chunkBytes) {
-    const raw = bytes.subarray(offset, Math.min(offset + chunkBytes, bytes.byteLength));
+  for (let offset = 0; offset < blob.byteLength; offset += chunkBytes) {
+    const raw = await blob.read(offset, Math.min(offset + chunkBytes, blob.byteLength));
     total += Math.min(raw.byteLength, platform.deflateRaw(raw, 1).byteLength);
   }
-  deflatedMemo.set(bytes, { chunkBytes, bytes: total });
+  deflatedMemo.set(blob, { chunkBytes, bytes: total });
   return total;
 }
 
@@ -113,11 +113,13 @@ function elementBytesOf(tensor: TensorBlob): 1 | 2 | 4 {
   return dtype === 'uint8' || dtype === 'bool' ? 1 : dtype === 'float16' || dtype === 'uint16' ? 2 : 4;
 }
 
-function deltaFor(tensor: TensorBlob, base: DeltaBase): EncodedDelta {
-  const memo = deltaMemo.get(tensor.bytes);
+async function deltaFor(tensor: TensorBlob, base: DeltaBase): Promise<EncodedDelta> {
+  const memo = deltaMemo.get(tensor);
   if (memo?.base === base.sha256) return memo.delta;
-  const delta = encodeDelta(base.bytes, tensor.bytes, { elementBytes: elementBytesOf(tensor) });
-  deltaMemo.set(tensor.bytes, { base: base.sha256, delta });
+  const delta = encodeDelta(await readBlob(base), await readBlob(tensor), {
+    elementBytes: elementBytesOf(tensor),
+  });
+  deltaMemo.set(tensor, { base: base.sha256, delta });
   return delta;
 }
 
@@ -140,9 +142,7 @@ export function deltaBaseLookup(
   }
   return (weightName, byteLength) => {
     for (const tensor of byName.get(weightName) ?? []) {
-      if (tensor.bytes.byteLength === byteLength && held.has(tensor.sha256)) {
-        return { sha256: tensor.sha256, bytes: tensor.bytes };
-      }
+      if (tensor.byteLength === byteLength && held.has(tensor.sha256)) return tensor;
     }
     return undefined;
   };
@@ -175,37 +175,40 @@ export async function shipStage(
   const { held } = options;
 
   const blobs = new Map<string, Pending>();
-  blobs.set(stage.topologySha256, { sha256: stage.topologySha256, bytes: stage.topology, tensor: undefined });
+  blobs.set(stage.topologySha256, {
+    blob: heldBlob(stage.topology, stage.topologySha256),
+    tensor: undefined,
+  });
   for (const tensor of stage.tensors) {
-    if (!blobs.has(tensor.sha256))
-      blobs.set(tensor.sha256, { sha256: tensor.sha256, bytes: tensor.bytes, tensor });
+    if (!blobs.has(tensor.sha256)) blobs.set(tensor.sha256, { blob: tensor, tensor });
   }
   let totalBytes = 0;
-  for (const blob of blobs.values()) totalBytes += blob.bytes.byteLength;
+  for (const { blob } of blobs.values()) totalBytes += blob.byteLength;
 
   let sentBytes = 0;
   let skippedBlobs = 0;
-  const unknown = [...blobs.values()].filter((b) => !held.has(b.sha256));
-  for (const blob of blobs.values()) if (held.has(blob.sha256)) sentBytes += blob.bytes.byteLength;
+  const unknown = [...blobs.values()].filter((p) => !held.has(p.blob.sha256));
+  for (const { blob } of blobs.values()) if (held.has(blob.sha256)) sentBytes += blob.byteLength;
   skippedBlobs = blobs.size - unknown.length;
 
   const resumeFrom = new Map<string, number>();
   const toSend: Pending[] = [];
   if (unknown.length > 0) {
     const reply = await connection.request(
-      { header: { type: 'blob.status', blobs: unknown.map((b) => b.sha256) }, attachments: [] },
+      { header: { type: 'blob.status', blobs: unknown.map((p) => p.blob.sha256) }, attachments: [] },
       { signal: options.signal, timeoutMs },
     );
     const status = parseMessage(reply.header, 'blob.status.result');
     const missing = new Set(status.missing);
     for (const p of status.partial) resumeFrom.set(p.sha256, p.receivedBytes);
-    for (const blob of unknown) {
-      if (missing.has(blob.sha256) || resumeFrom.has(blob.sha256)) {
-        toSend.push(blob);
+    for (const pending of unknown) {
+      const { sha256, byteLength } = pending.blob;
+      if (missing.has(sha256) || resumeFrom.has(sha256)) {
+        toSend.push(pending);
       } else {
-        held.add(blob.sha256);
+        held.add(sha256);
         skippedBlobs++;
-        sentBytes += blob.bytes.byteLength;
+        sentBytes += byteLength;
       }
     }
   }
@@ -217,20 +220,19 @@ export async function shipStage(
   let resumedBytes = 0;
   const requestOptions = { signal: options.signal, timeoutMs };
 
-  const sendOne = async (blob: Pending): Promise<void> => {
+  const sendOne = async ({ blob, tensor }: Pending): Promise<void> => {
     const partial = resumeFrom.get(blob.sha256);
-    const tensor = blob.tensor;
     if (
       partial === undefined &&
       tensor !== undefined &&
       options.baseFor !== undefined &&
-      blob.bytes.byteLength > 0 &&
-      blob.bytes.byteLength <= maxDeltaBytes
+      blob.byteLength > 0 &&
+      blob.byteLength <= maxDeltaBytes
     ) {
-      const base = options.baseFor(tensor.name, blob.bytes.byteLength);
+      const base = options.baseFor(tensor.name, blob.byteLength);
       if (base !== undefined && base.sha256 !== blob.sha256) {
-        const delta = deltaFor(tensor, base);
-        if (delta.bytes.byteLength < deflatedSize(blob.bytes, chunkBytes)) {
+        const delta = await deltaFor(tensor, base);
+        if (delta.bytes.byteLength < (await deflatedSize(blob, chunkBytes))) {
           try {
             const sentDelta = await sendBlobDelta(
               connection,
@@ -251,9 +253,9 @@ export async function shipStage(
       }
     }
     const from = partial ?? 0;
-    resumedBytes += Math.min(from, blob.bytes.byteLength);
+    resumedBytes += Math.min(from, blob.byteLength);
     let before = 0;
-    const result = await sendBlobChunks(connection, blob.sha256, blob.bytes, from, {
+    const result = await sendBlobChunks(connection, blob.sha256, blob, from, {
       chunkBytes,
       compress: options.compress,
       ...requestOptions,
@@ -272,15 +274,15 @@ export async function shipStage(
   let failed = false;
   const lane = async (): Promise<void> => {
     while (next < toSend.length && !failed) {
-      const blob = toSend[next++]!;
+      const pending = toSend[next++]!;
       try {
-        await sendOne(blob);
+        await sendOne(pending);
       } catch (error) {
         failed = true;
         throw error;
       }
-      held.add(blob.sha256);
-      sentBytes += blob.bytes.byteLength;
+      held.add(pending.blob.sha256);
+      sentBytes += pending.blob.byteLength;
       options.onProgress?.(sentBytes, totalBytes);
     }
   };

@@ -13,11 +13,34 @@ import type { WorkerCapabilities } from '../scheduler.js';
 /** Share of the machine's memory a worker offers when no budget is given. */
 export const DEFAULT_MEMORY_FRACTION = 0.5;
 
+/**
+ * The most a TF.js backend can hold, in bytes, where it has a limit of its own: 4 GiB for
+ * `wasm` (a 32-bit WebAssembly heap; allocations already fail near 3.84 GiB). `undefined`:
+ * only the machine's memory bounds it.
+ */
+export function backendMemoryLimit(backend: string): number | undefined {
+  return backend === 'wasm' ? 4 * 1024 ** 3 : undefined;
+}
+
+/**
+ * The memory budget a process offers for stages when none is given: half of the machine's
+ * memory (1 GiB where the runtime does not say how much it has), capped at the backend's own
+ * limit (see {@link backendMemoryLimit}).
+ */
+export function defaultMemoryBudget(
+  backend: string,
+  machineBytes: number = platform.machine().memoryBytes ?? 2 * 1024 ** 3,
+): number {
+  return Math.floor(
+    Math.min(machineBytes * DEFAULT_MEMORY_FRACTION, backendMemoryLimit(backend) ?? Number.POSITIVE_INFINITY),
+  );
+}
+
 /** Options for {@link measureCapabilities}. */
 export interface MeasureCapabilitiesOptions {
   /**
-   * Memory the worker offers, in bytes. Default: half of the machine's memory, or 1 GiB where
-   * the runtime does not say how much it has.
+   * Memory the worker offers for its stages (weights, their loading copy, activations), in
+   * bytes. Default: {@link defaultMemoryBudget} of the active backend.
    */
   readonly memoryBytes?: number | undefined;
   /** Time budget of the speed benchmark, in ms (at least one timed run happens). Default 200. */
@@ -77,28 +100,24 @@ export async function benchmarkMatmul(budgetMs = 200, n = 256): Promise<MatmulBe
 
 /**
  * Measures this process's {@link WorkerCapabilities}: the active TF.js backend (initialise it
- * first, e.g. with `initBackend()`), the cores the process may use, the memory budget,
+ * first, e.g. with `initBackend()`), the cores the process may use, the memory budget
+ * (given, or the backend's default),
  * and a score equal to the GFLOP/s of a short matmul benchmark (~`benchmarkMs`).
  */
 export async function measureCapabilities(
   options: MeasureCapabilitiesOptions = {},
 ): Promise<WorkerCapabilities> {
-  const machine = platform.machine();
-  const memoryBytes =
-    options.memoryBytes ??
-    (machine.memoryBytes === undefined
-      ? 1024 ** 3
-      : Math.floor(machine.memoryBytes * DEFAULT_MEMORY_FRACTION));
+  await tf.ready();
+  const memoryBytes = options.memoryBytes ?? defaultMemoryBudget(tf.getBackend());
   if (!Number.isSafeInteger(memoryBytes) || memoryBytes < 0) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'memoryBytes must be a non-negative integer', {
       details: { memoryBytes },
     });
   }
-  await tf.ready();
   const { gflops } = await benchmarkMatmul(options.benchmarkMs ?? 200, options.matrixSize ?? 256);
   return {
     backend: tf.getBackend(),
-    cores: machine.cores,
+    cores: platform.machine().cores,
     memoryBytes,
     score: Math.round(gflops * 1000) / 1000,
   };

@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { disposeModel } from '../model/dispose-model.js';
+import type { WeightGroupReader } from '../model/model-from-weights.js';
 import { modelFromBlobs } from '../partition/stage-artifacts.js';
 import type { StageKey } from '../protocol/messages.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
@@ -158,7 +159,8 @@ class StageInstance implements LoadedStage {
 }
 
 /**
- * Builds a stage from its topology and weight bytes, checks that it has as many inputs and
+ * Builds a stage from its topology and weight bytes (all of them, one blob per group, or a
+ * reader of one group's blob at a time), checks that it has as many inputs and
  * outputs as `spec` names, and warms it up once on zeros (batch 1).
  *
  * @throws DinferError MODEL_CORRUPT for bytes that do not make the model or a model that does
@@ -167,7 +169,7 @@ class StageInstance implements LoadedStage {
 export async function loadStage(
   spec: StageSpec,
   topology: Uint8Array,
-  weights: Uint8Array,
+  weights: Uint8Array | readonly Uint8Array[] | WeightGroupReader,
 ): Promise<LoadedStage> {
   const model = await modelFromBlobs(topology, weights, `stage ${spec.key}`);
   const stage = new StageInstance(spec, model);

@@ -130,20 +130,8 @@ export class StageHost {
           { details: { key: spec.key } },
         );
       }
-      const tensors: Uint8Array[] = [];
-      let bytes = 0;
-      for (const sha of spec.weights) {
-        const tensor = await this.#store.read(sha);
-        tensors.push(tensor);
-        bytes += tensor.byteLength;
-      }
-      const weights = new Uint8Array(bytes);
-      let offset = 0;
-      for (const tensor of tensors) {
-        weights.set(tensor, offset);
-        offset += tensor.byteLength;
-      }
-      stage = await loadStage(spec, topology, weights);
+      // One blob read at a time: the stage's weights are never all in this process twice.
+      stage = await loadStage(spec, topology, (group) => this.#store.read(spec.weights[group]!));
     } catch (error) {
       for (const sha of pinned) this.#store.unpin(sha);
       throw error;

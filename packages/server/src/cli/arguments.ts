@@ -17,6 +17,11 @@ export function parsePositiveInt(value: string): number {
   return n;
 }
 
+/** Parses a stage count: a positive integer, or `auto` for the planner to choose. */
+export function parseStages(value: string): number | 'auto' {
+  return value.trim().toLowerCase() === 'auto' ? 'auto' : parsePositiveInt(value);
+}
+
 /** Parses a positive number (e.g. a link speed). */
 export function parsePositiveNumber(value: string): number {
   const n = Number(value);

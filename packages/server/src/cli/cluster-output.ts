@@ -75,6 +75,11 @@ export function createClusterReporter(io: CliIo, tty = Boolean(process.stderr.is
         case 'placement.failed':
           io.err(`placing ${event.model} version ${event.version} failed: ${event.error}`);
           break;
+        case 'version.planned':
+          io.err(
+            `planned ${event.model} version ${event.version} for the workers: cuts [${event.cuts.join(', ')}]`,
+          );
+          break;
         case 'degraded':
           io.err(
             event.active

@@ -94,6 +94,7 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
     // A built-in transport is made by startMaster, with the TLS files; a module's has them.
     ...(typeof transport === 'string' ? { tlsCert: options.tlsCert, tlsKey: options.tlsKey } : {}),
     minWorkers: options.minWorkers,
+    memoryBytes: options.memoryBytes,
     startDegraded: options.startDegraded,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs,
     logger,
@@ -102,13 +103,19 @@ export async function runMaster(options: CommandSettings<'master'>, io: CliIo): 
   });
   io.err(`backend: ${master.backend.name} (${master.backend.source})`);
   // Results on stdout (what to dial, where to send requests); progress stays on stderr.
-  io.out(`cuts: [${master.cuts.join(', ')}]`);
+  if (master.cuts.length > 0) io.out(`cuts: [${master.cuts.join(', ')}]`);
   io.out(
     `cluster: workers dial ${master.clusterAddress} (${nameOf(transport)}, scheduler ${nameOf(scheduler)})`,
   );
   io.out(`HTTP: ${master.httpUrl} (ready once workers have their stages)`);
   const signal = untilSignal();
-  const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]);
+  const first = await Promise.race([master.ready.then(() => 'ready' as const), signal]).catch(
+    async (error: unknown) => {
+      // The cluster will never be ready (a model the workers cannot hold): stop serving, then say why.
+      await master.stop();
+      throw error;
+    },
+  );
   if (first === 'ready') {
     reporter.stop();
     const input = master.coordinator.models()[0]?.inputs[0]?.shape ?? [];

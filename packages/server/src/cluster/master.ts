@@ -1,11 +1,17 @@
 /**
- * A master process: loads a model (or every model of a repository), plans its cuts,
- * coordinates workers and serves HTTP.
+ * A master process: opens a model's artifacts (or every model of a repository), coordinates
+ * workers, plans the model's cuts for them and serves HTTP.
+ *
+ * A local `model.json` is served from its artifacts: the master never builds the model nor
+ * holds its weights (it reads the topology, profiles it one layer at a time, and ships each
+ * stage's weights from the shard files), so a model larger than the master's memory serves.
+ * An `http(s)` model is loaded into memory as a TF.js model.
  *
  * @module
  */
 import {
   analyzeModel,
+  analyzeModelJson,
   type BackendInfo,
   batchingService,
   type CachingService,
@@ -20,10 +26,12 @@ import {
   DinferErrorCode,
   type InferenceService,
   initBackend,
+  isHttpSource,
   type Logger,
   loadLayersModel,
-  planCuts,
+  openModelArtifacts,
   profileLayers,
+  profileTopology,
   type ServedModel,
 } from '@dinfer/core';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
@@ -101,7 +109,7 @@ export interface MasterHandle {
   /** Address workers dial. */
   readonly clusterAddress: string;
   readonly backend: BackendInfo;
-  /** The (first) served model's name and cuts. */
+  /** The (first) served model's name and cuts (empty until it is planned for the workers). */
   readonly modelName: string;
   readonly cuts: readonly number[];
   /** The model repository behind `/v2/repository/*` (the coordinator's versions with `model`). */
@@ -121,33 +129,51 @@ function urlHost(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** Loads and plans the single `--model`: the spec the master deploys. */
+/** Opens (or, for an http(s) URL, loads) the single `--model`: the spec the master deploys. */
 async function prepareSingleModel(
   source: string,
   options: MasterOptions,
   backend: BackendInfo,
   step: (step: string) => void,
 ): Promise<DeploymentSpec> {
-  step(`loading ${source}`);
-  const model = await loadLayersModel(source);
-  const name = options.name ?? model.name;
-  let cuts: readonly number[] | undefined = options.cuts;
-  let stageMs: readonly number[] | undefined;
-  const analysis = analyzeModel(model);
-  if (!cuts) {
-    const profile = options.profile ?? setting('profile');
-    step(
-      profile ? `profiling ${analysis.layers.length} layers on ${backend.name}` : 'estimating layer costs',
-    );
-    const layerCostsMs = profile ? await profileLayers(model, { runs: 3, warmup: 1 }) : undefined;
-    const stages = options.stages ?? setting('stages');
-    step(`planning ${stages} stages`);
-    const plan = planCuts(analysis, { stages, layerCostsMs });
-    cuts = plan.cuts;
-    stageMs = plan.stages.map((s) => s.estimatedMs);
-  }
   const labels = options.labels ? await readLabels(options.labels) : undefined;
-  return { name, version: options.version ?? setting('version'), model, cuts, labels, stageMs };
+  const version = options.version ?? setting('version');
+  /** The cuts given, or how to plan them (profiling with `profile()` unless told not to). */
+  const cutsOrPlan = async (layers: number, profile: () => Promise<number[]>) => {
+    if (options.cuts !== undefined) return { cuts: options.cuts };
+    let layerCostsMs: number[] | undefined;
+    if (options.profile ?? setting('profile')) {
+      step(`profiling ${layers} layers on ${backend.name}`);
+      layerCostsMs = await profile();
+    }
+    const stages = options.stages ?? setting('stages');
+    step(`${stages} stages are planned once the workers have joined`);
+    return { plan: { stages, layerCostsMs } };
+  };
+  if (isHttpSource(source)) {
+    step(`loading ${source}`);
+    const model = await loadLayersModel(source);
+    const layers = analyzeModel(model).layers.length;
+    return {
+      name: options.name ?? model.name,
+      version,
+      model,
+      labels,
+      ...(await cutsOrPlan(layers, () => profileLayers(model, { runs: 3, warmup: 1, clock: 'auto' }))),
+    };
+  }
+  step(`opening ${source}`);
+  const artifacts = await openModelArtifacts(source);
+  const analysis = analyzeModelJson(artifacts.json, artifacts.path);
+  return {
+    name: options.name ?? analysis.name,
+    version,
+    artifacts,
+    labels,
+    ...(await cutsOrPlan(analysis.layers.length, () =>
+      profileTopology(artifacts.json, { runs: 3, warmup: 1, clock: 'auto', path: artifacts.path }),
+    )),
+  };
 }
 
 /**
@@ -198,6 +224,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
       intervalMs: options.heartbeatIntervalMs,
     },
     startDegraded: options.startDegraded ?? setting('startDegraded'),
+    memoryBytes: options.memoryBytes,
     logger: options.logger,
     metrics,
     onEvent: options.onEvent,
@@ -226,7 +253,8 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   let deployments: Deployment[];
   try {
     if (single) {
-      step(`partitioning at cuts [${single.cuts.join(', ')}] and preparing shards`);
+      if (single.cuts !== undefined)
+        step(`partitioning at cuts [${single.cuts.join(', ')}] and preparing shards`);
       deployments = [await coordinator.deploy(single)];
     } else {
       step(`loading the model repository ${options.modelRepo}`);
@@ -286,7 +314,7 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
   const bound = http.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : httpPort;
   const ready = coordinator.waitUntilReady({
-    minWorkers: options.minWorkers ?? Math.max(...deployments.map((d) => d.stages.length)),
+    minWorkers: options.minWorkers ?? Math.max(...deployments.map((d) => d.expectedStages)),
   });
   ready.catch(() => {});
   return {
@@ -299,7 +327,9 @@ export async function startMaster(options: MasterOptions): Promise<MasterHandle>
     clusterAddress: address,
     backend,
     modelName: first.name,
-    cuts: first.partition.cuts,
+    get cuts() {
+      return first.partition.cuts;
+    },
     repository,
     ready,
     async stop() {

@@ -13,6 +13,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { DEFAULT_BLOB_CACHE_BYTES } from '@dinfer/core';
+import { z } from 'zod';
 import {
   parseBytes,
   parseCutList,
@@ -22,6 +23,7 @@ import {
   parseNonNegativeInt,
   parsePositiveInt,
   parsePositiveNumber,
+  parseStages,
 } from '../cli/arguments.js';
 import { isModulePath } from '../cluster/extension-module.js';
 import { SCHEDULER_KINDS } from '../cluster/scheduler-factory.js';
@@ -169,14 +171,14 @@ export const SETTINGS = [
   {
     key: 'stages',
     commands: SERVE,
-    flag: { spelling: '--stages <n>', parse: parsePositiveInt },
+    flag: { spelling: '--stages <n>', parse: parseStages },
     env: 'DINFER_STAGES',
     config: [['master', 'stages']],
-    schema: positiveInt(),
+    schema: z.union([positiveInt(), z.literal('auto')], { error: 'expected a positive integer or "auto"' }),
     text: 'number',
-    default: 2,
+    default: 2 as number | 'auto',
     defaultText: { up: 'one per worker, at most 4' },
-    help: 'pipeline stages to plan',
+    help: "pipeline stages to plan, or auto (the fewest that fit the workers' memory and keep the pace)",
   },
   {
     key: 'cuts',
@@ -546,8 +548,8 @@ export const SETTINGS = [
     config: [['master', 'cluster', 'minWorkers']],
     schema: positiveInt(),
     text: 'number',
-    defaultText: 'one per stage',
-    help: 'workers to wait for before placing stages',
+    defaultText: 'one per stage, 1 with --stages auto',
+    help: 'workers to wait for before planning and placing stages',
   },
   {
     key: 'startDegraded',
@@ -740,15 +742,21 @@ export const SETTINGS = [
   },
   {
     key: 'memoryBytes',
-    commands: ['worker'],
-    flag: { spelling: '--memory <bytes>', parse: parseBytes },
-    env: 'DINFER_MEMORY_BYTES',
-    formerEnv: ['DINFER_MEMORY'],
-    config: [['worker', 'memoryBytes']],
+    commands: ['master', 'worker'],
+    flag: { spelling: '--max-memory <bytes>', parse: parseBytes, former: ['--memory'] },
+    env: 'DINFER_MAX_MEMORY',
+    formerEnv: ['DINFER_MEMORY_BYTES', 'DINFER_MEMORY'],
+    config: [
+      ['master', 'memoryBytes'],
+      ['worker', 'memoryBytes'],
+    ],
     schema: bytes(),
     text: 'bytes',
-    defaultText: "half of the machine's",
-    help: 'memory budget announced to the master',
+    defaultText: 'half the machine, at most 4GiB on wasm',
+    help: {
+      master: 'memory the master may use to run stages itself (degraded mode, the warm-up check)',
+      worker: 'memory budget for stages announced to the master (weights, their loading copy, activations)',
+    },
   },
   {
     key: 'queueLimit',

@@ -8,7 +8,7 @@
  *   "weightQuantization": "float16" }
  * ```
  *
- * - `stages`: pipeline stages the planner cuts the model into (default: the master's).
+ * - `stages`: pipeline stages the planner cuts the model into, or `"auto"` (default: the master's).
  * - `cuts`: explicit cut indices; they win over `stages`.
  * - `preprocess`: how image uploads become this model's input (the schema of the master's
  *   `preprocess` config section).
@@ -39,7 +39,11 @@ const int = (min: number, expected: string) =>
 
 /** The schema of `config.json`. */
 export const versionConfigSchema = z.strictObject({
-  stages: int(1, 'expected a positive integer').optional(),
+  stages: z
+    .union([int(1, 'expected a positive integer or "auto"'), z.literal('auto')], {
+      error: 'expected a positive integer or "auto"',
+    })
+    .optional(),
   cuts: z
     .array(int(1, 'expected a positive layer index'), { error: 'expected a list of layer indices' })
     .refine((cuts) => cuts.every((c, i) => i === 0 || c > (cuts[i - 1] as number)), {
@@ -54,7 +58,7 @@ export const versionConfigSchema = z.strictObject({
 
 /** A parsed `config.json`. */
 export interface VersionConfig {
-  readonly stages?: number | undefined;
+  readonly stages?: number | 'auto' | undefined;
   readonly cuts?: readonly number[] | undefined;
   readonly preprocess?: PreprocessConfig | undefined;
   readonly weightQuantization?: WeightQuantization | undefined;
