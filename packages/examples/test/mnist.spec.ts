@@ -6,18 +6,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { DinferErrorCode, initBackend, isDinferError, loadLayersModel } from '@dinfer/core';
-import { seededRandom } from '@dinfer/core/models';
-import * as tf from '@tensorflow/tfjs';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { conv2dFilterGrad, registerConv2DFilterGradKernel } from '../src/models/conv2d-filter-grad.js';
-import { mnistCnn, mnistCnnAssetPath } from '../src/models/mnist-cnn.js';
 import {
   accuracy,
   MNIST_TEST_PER_DIGIT,
+  mnistCnn,
+  mnistCnnAssetPath,
   mnistTestSet,
   mnistTrainCapacity,
   mnistTrainSet,
-} from '../src/models/mnist-data.js';
+  seededRandom,
+} from '@dinfer/core/models';
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { conv2dFilterGrad, registerConv2DFilterGradKernel } from '../src/models/conv2d-filter-grad.js';
 
 const packageRoot = fileURLToPath(new URL('..', import.meta.url));
 

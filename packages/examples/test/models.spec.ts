@@ -4,12 +4,18 @@ import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { DinferErrorCode, initBackend, isDinferError, saveLayersModel } from '@dinfer/core';
-import { deriveSeed, resnet50, seededRandom } from '@dinfer/core/models';
+import {
+  deriveSeed,
+  exampleModelCacheDir,
+  loadExampleModel,
+  mnistCnn,
+  mnistCnnAssetPath,
+  mobilenetV2,
+  resnet50,
+  seededRandom,
+} from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exampleModelCacheDir, loadExampleModel } from '../src/models/cache.js';
-import { mnistCnn, mnistCnnAssetPath } from '../src/models/mnist-cnn.js';
-import { mobilenetV2 } from '../src/models/mobilenet-v2.js';
 
 function countByClass(model: tf.LayersModel): Record<string, number> {
   const counts: Record<string, number> = {};

@@ -1,4 +1,4 @@
-import { mobilenetV2 } from '../src/models/mobilenet-v2.js';
+import { mobilenetV2 } from '@dinfer/core/models';
 import { partitionSuite } from './partition-suite.js';
 
 partitionSuite({

@@ -1,8 +1,7 @@
 import { initBackend, modelFromBlobs, stageToBlobs, type WeightQuantization } from '@dinfer/core';
+import { accuracy, loadExampleModel, mnistTestSet } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadExampleModel } from '../src/models/cache.js';
-import { accuracy, mnistTestSet } from '../src/models/mnist-data.js';
 
 let model: tf.LayersModel;
 let inputs: tf.Tensor4D;

@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { initBackend } from '@dinfer/core';
-import { loadExampleModel } from '@dinfer/examples';
+import { loadExampleModel } from '@dinfer/core/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModel } from '../src/cli/default-model.js';
 import { removeTempDirs, tempDir } from './e2e-helpers.js';

@@ -4,7 +4,7 @@
  * `predict` does (MNIST CNN on both transports, ResNet50 over TCP, MobileNetV2 over Socket.IO).
  */
 import { initBackend } from '@dinfer/core';
-import { accuracy, type ExampleModelName, loadExampleModel, mnistTestSet } from '@dinfer/examples';
+import { accuracy, type ExampleModelName, loadExampleModel, mnistTestSet } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';

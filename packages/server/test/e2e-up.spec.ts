@@ -3,7 +3,7 @@
  * processes come up for the MNIST CNN, the banner names the URLs, and the command exits 0.
  */
 import { initBackend } from '@dinfer/core';
-import { loadExampleModel } from '@dinfer/examples';
+import { loadExampleModel } from '@dinfer/core/models';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   killAllChildren,

@@ -9,7 +9,7 @@ import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { initBackend, loadLayersModel, saveLayersModel } from '@dinfer/core';
-import { mnistCnnAssetPath, mnistTestSet } from '@dinfer/examples';
+import { mnistCnnAssetPath, mnistTestSet } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterHandle, startMaster } from '../src/cluster/master.js';

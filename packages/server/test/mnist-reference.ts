@@ -5,7 +5,7 @@
  * @module
  */
 import { initBackend } from '@dinfer/core';
-import { loadExampleModel, mnistTestSet } from '@dinfer/examples';
+import { loadExampleModel, mnistTestSet } from '@dinfer/core/models';
 import type * as tf from '@tensorflow/tfjs';
 
 /** Relative tolerance between a cluster's answers and the local `predict`. */

@@ -27,9 +27,9 @@ import {
   noopMetrics,
   type TensorData,
 } from '@dinfer/core';
+import { type ExampleModelName, loadExampleModel } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError } from 'commander';
-import { type ExampleModelName, loadExampleModel } from '../models/cache.js';
 
 const DEFAULT_REQUESTS: Readonly<Partial<Record<ExampleModelName, number>>> = {
   mobilenetv2: 80,

@@ -46,10 +46,10 @@ import {
   profileLayers,
   type TensorData,
 } from '@dinfer/core';
+import { loadExampleModel } from '@dinfer/core/models';
 import { tcpTransport } from '@dinfer/transport-tcp';
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
-import { loadExampleModel } from '../models/cache.js';
 import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';
 import type { PipelineWorkerCommand, PipelineWorkerReport } from './pipeline-worker.js';
 

@@ -32,7 +32,7 @@ import {
   initBackend,
   type WeightQuantization,
 } from '@dinfer/core';
-import { seededRandom } from '@dinfer/core/models';
+import { loadExampleModel, seededRandom } from '@dinfer/core/models';
 import {
   bytesOf,
   type CountingTransport,
@@ -41,7 +41,6 @@ import {
   memoryTransport,
 } from '@dinfer/core/testing';
 import * as tf from '@tensorflow/tfjs';
-import { loadExampleModel } from '../models/cache.js';
 
 const TOKEN = 'bench-sync-token';
 const SYNC_TYPES = ['blob.status', 'blob.chunk', 'blob.delta', 'stage.load'];

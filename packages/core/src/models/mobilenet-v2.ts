@@ -5,8 +5,9 @@
  * @module
  */
 
-import { type ExampleModelOptions, fillSeededWeights, resolveModelOptions } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
+import { type ExampleModelOptions, resolveModelOptions } from './options.js';
+import { fillSeededWeights } from './seeded-weights.js';
 
 const BN_EPSILON = 1e-3;
 const BN_MOMENTUM = 0.999;

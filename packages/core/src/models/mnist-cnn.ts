@@ -4,9 +4,10 @@
  * @module
  */
 import { fileURLToPath } from 'node:url';
-import { DinferError, DinferErrorCode } from '@dinfer/core';
-import { DEFAULT_MODEL_SEED, fillSeededWeights } from '@dinfer/core/models';
 import * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import { DEFAULT_MODEL_SEED } from './options.js';
+import { fillSeededWeights } from './seeded-weights.js';
 
 /** Options for {@link mnistCnn}. */
 export interface MnistCnnOptions {

