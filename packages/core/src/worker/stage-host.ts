@@ -21,6 +21,7 @@ import type { Connection, Envelope, RequestContext } from '../transport.js';
 import type { LoadMonitor } from './load-monitor.js';
 import { type LoadedStage, loadStage } from './loaded-stage.js';
 import type { WorkQueue } from './worker-queue.js';
+import { yieldToEventLoop } from './yield-to-event-loop.js';
 
 function notReady(message: string): DinferError {
   return new DinferError(DinferErrorCode.NOT_READY, message);
@@ -190,18 +191,18 @@ export class StageHost {
       queueMs: number;
     };
     // A task queued behind another starts in the microtask that settles the previous one,
-    // before the previous reply has reached the socket; computing then (synchronously, for
-    // the whole stage) would hold that reply back by one full compute. Yield one macrotask
-    // first so the reply goes out, and the next stage downstream can start on it.
+    // before the previous reply has reached the socket; computing then would hold that reply
+    // back by a compute slice. Yield one macrotask first so the reply goes out, and the next
+    // stage downstream can start on it.
     const queued = this.#queue.busy;
     try {
       outcome = await this.#queue.run(async () => {
-        if (queued) await new Promise<void>((resolve) => setImmediate(resolve));
+        if (queued) await yieldToEventLoop();
         // Looked up again: the stage may have been unloaded while the request waited.
         const stage = this.#stages.get(message.key);
         if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);
         const start = performance.now();
-        const outputs = await stage.run(inputs);
+        const outputs = await stage.run(inputs, { signal: context.signal });
         const computeMs = performance.now() - start;
         this.#monitor()?.recordCompute(computeMs);
         return { outputs, computeMs };
