@@ -36,6 +36,7 @@ export * from './plan/cost-model.js';
 export * from './plan/planner.js';
 export * from './plan/profile.js';
 export * from './protocol/cluster-messages.js';
+export * from './protocol/frame-buffer-pool.js';
 export * from './protocol/frame-codec.js';
 export * from './protocol/handshake.js';
 export * from './protocol/json-guard.js';

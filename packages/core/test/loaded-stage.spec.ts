@@ -99,4 +99,22 @@ describe('loaded stage', () => {
     stage.dispose();
     model.dispose();
   });
+
+  it('never hands back an input buffer as an output (backends that keep input memory)', async () => {
+    await tf.setBackend('cpu');
+    try {
+      const a = tf.input({ shape: [4], name: 'a' });
+      const d = tf.layers.dense({ units: 2, name: 'd' }).apply(a) as tf.SymbolicTensor;
+      const model = tf.model({ inputs: a, outputs: [a, d] });
+      const stage = await load(model);
+      const input: TensorData = { dtype: 'float32', shape: [1, 4], data: new Float32Array([1, 2, 3, 4]) };
+      const [passed] = await stage.run([input]);
+      expect(Array.from(passed!.data)).toEqual([1, 2, 3, 4]);
+      expect(passed!.data.buffer).not.toBe(input.data.buffer);
+      stage.dispose();
+      model.dispose();
+    } finally {
+      await tf.setBackend('wasm');
+    }
+  });
 });

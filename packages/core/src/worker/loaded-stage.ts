@@ -173,7 +173,13 @@ class StageInstance implements LoadedStage {
       }
       tf.dispose(xs);
       xs = [];
-      return await Promise.all(outputs.map((t, i) => fromTfTensor(t, this.spec.outputs[i])));
+      const results = await Promise.all(outputs.map((t, i) => fromTfTensor(t, this.spec.outputs[i])));
+      // A backend that keeps tensor values where they came from (the cpu backend does) can
+      // hand an input's memory back as an output: copy it, the inputs' frame will be reused.
+      const inputBuffers = new Set(ordered.map((t) => t.data.buffer));
+      return results.map((r) =>
+        inputBuffers.has(r.data.buffer) ? ({ ...r, data: r.data.slice() } as TensorData) : r,
+      );
     } finally {
       tf.dispose(xs);
       tf.dispose(outputs);

@@ -14,6 +14,7 @@ import type {
   StageKey,
   StageLoadMessage,
 } from '../protocol/cluster-messages.js';
+import { releaseAttachments } from '../protocol/frame-buffer-pool.js';
 import type { BlobStore } from '../ship/blob-store.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
 import type { TensorLimits } from '../tensor/descriptor.js';
@@ -215,6 +216,9 @@ export class StageHost {
         'stage failed',
       );
       throw error;
+    } finally {
+      // The stage copied its inputs into its backend, or never will: the frame can be reused.
+      releaseAttachments(attachments);
     }
     const { outputs, computeMs } = outcome.result;
     this.#logger.debug(
