@@ -47,16 +47,18 @@ import {
   type TensorData,
 } from '@dinfer/core';
 import { tcpTransport } from '@dinfer/transport-tcp';
-import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { loadExampleModel } from '../models/cache.js';
+import { makeInputs } from './bench-inputs.js';
+import { mean, median } from './bench-stats.js';
 import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';
+import { measureJson } from './json-cost.js';
+import { predictOnce } from './local-predict.js';
 import type { PipelineWorkerCommand, PipelineWorkerReport } from './pipeline-worker.js';
 
 const THROUGHPUT_TARGET = 1.8;
 const LATENCY_TARGET = 1.05;
 const MODEL_NAME = 'resnet50';
-const INPUT_SHAPE: readonly [number, number, number, number] = [1, 224, 224, 3];
 
 interface Options {
   readonly requests: number;
@@ -65,16 +67,6 @@ interface Options {
   readonly concurrency: number;
   readonly latencySamples: number;
   readonly profileRuns: number;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function mean(values: readonly number[]): number {
-  return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }
 
 /** This process' CPU time (user + system) in ms. */
@@ -88,35 +80,7 @@ function loadLine(): string {
   return `load average ${one}, ${five}, ${fifteen} on ${availableParallelism()} cores`;
 }
 
-// ---------------------------------------------------------------- inputs
-
-/** Seeded uniform [-1, 1) inputs, one per slot, so requests do not all carry the same bytes. */
-function makeInputs(count: number): TensorData[] {
-  const elements = INPUT_SHAPE.reduce((a, b) => a * b, 1);
-  let seed = 20240601;
-  return Array.from({ length: count }, () => {
-    const data = new Float32Array(elements);
-    for (let i = 0; i < elements; i++) {
-      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
-      data[i] = (seed / 4294967296) * 2 - 1;
-    }
-    return { dtype: 'float32', shape: [...INPUT_SHAPE], data };
-  });
-}
-
 // ---------------------------------------------------------------- the two subjects
-
-/** One request the plain way: tensor in, `predict`, read the output back, free everything. */
-async function localPredict(model: tf.LayersModel, input: TensorData): Promise<Float32Array> {
-  const x = tf.tensor(input.data, [...input.shape], 'float32');
-  const y = model.predict(x) as tf.Tensor;
-  try {
-    return (await y.data()) as Float32Array;
-  } finally {
-    x.dispose();
-    y.dispose();
-  }
-}
 
 async function clusterInfer(coordinator: Coordinator, input: TensorData): Promise<Float32Array> {
   const result = await coordinator.infer(MODEL_NAME, [input]);
@@ -315,98 +279,6 @@ class StageTimings implements Metrics {
   }
 }
 
-// ---------------------------------------------------------------- JSON path
-
-/** The nested-array form a JSON client sends for a [1, 224, 224, 3] tensor. */
-function nested(data: Float32Array): number[][][][] {
-  const [, h, w, c] = INPUT_SHAPE;
-  const rows: number[][][] = [];
-  for (let y = 0; y < h; y++) {
-    const row: number[][] = [];
-    for (let x = 0; x < w; x++) {
-      const base = (y * w + x) * c;
-      row.push(Array.from(data.subarray(base, base + c)));
-    }
-    rows.push(row);
-  }
-  return [rows];
-}
-
-/** Flattens a parsed nested array into a Float32Array, checking the shape as a server must. */
-function flatten(value: unknown, shape: readonly number[]): Float32Array {
-  const out = new Float32Array(shape.reduce((a, b) => a * b, 1));
-  let offset = 0;
-  const walk = (node: unknown, depth: number): void => {
-    if (!Array.isArray(node) || node.length !== shape[depth]) throw new Error(`bad shape at depth ${depth}`);
-    if (depth === shape.length - 1) {
-      for (const v of node) {
-        if (typeof v !== 'number') throw new Error('not a number');
-        out[offset++] = v;
-      }
-      return;
-    }
-    for (const child of node) walk(child, depth + 1);
-  };
-  walk(value, 0);
-  return out;
-}
-
-interface JsonCost {
-  readonly bytes: number;
-  readonly encodeMs: number;
-  readonly decodeMs: number;
-  readonly flatBytes: number;
-  readonly flatEncodeMs: number;
-  readonly flatDecodeMs: number;
-}
-
-function measureJson(input: TensorData, runs: number): JsonCost {
-  const data = input.data as Float32Array;
-  const encodeMs: number[] = [];
-  const decodeMs: number[] = [];
-  const flatEncodeMs: number[] = [];
-  const flatDecodeMs: number[] = [];
-  let bytes = 0;
-  let flatBytes = 0;
-  for (let run = 0; run <= runs; run++) {
-    let t = performance.now();
-    const text = JSON.stringify({
-      inputs: [{ name: 'input', shape: [...input.shape], datatype: 'FP32', data: nested(data) }],
-    });
-    const t1 = performance.now();
-    const parsed = JSON.parse(text) as { inputs: Array<{ data: unknown; shape: number[] }> };
-    const back = flatten(parsed.inputs[0]!.data, parsed.inputs[0]!.shape);
-    const t2 = performance.now();
-    if (back[back.length - 1] !== data[data.length - 1]) throw new Error('JSON round trip lost values');
-    bytes = text.length;
-    t = t1 - t;
-    // The flat (KServe row-major) form: one long array of numbers.
-    const f0 = performance.now();
-    const flatText = JSON.stringify({
-      inputs: [{ name: 'input', shape: [...input.shape], datatype: 'FP32', data: Array.from(data) }],
-    });
-    const f1 = performance.now();
-    const flatParsed = JSON.parse(flatText) as { inputs: Array<{ data: number[] }> };
-    const flatBack = Float32Array.from(flatParsed.inputs[0]!.data);
-    const f2 = performance.now();
-    if (flatBack.length !== data.length) throw new Error('flat JSON round trip lost values');
-    flatBytes = flatText.length;
-    if (run === 0) continue; // warm-up
-    encodeMs.push(t);
-    decodeMs.push(t2 - t1);
-    flatEncodeMs.push(f1 - f0);
-    flatDecodeMs.push(f2 - f1);
-  }
-  return {
-    bytes,
-    encodeMs: median(encodeMs),
-    decodeMs: median(decodeMs),
-    flatBytes,
-    flatEncodeMs: median(flatEncodeMs),
-    flatDecodeMs: median(flatDecodeMs),
-  };
-}
-
 // ---------------------------------------------------------------- main
 
 function positiveInt(value: string): number {
@@ -502,8 +374,8 @@ async function main(): Promise<void> {
 
     const inputs = makeInputs(8);
     // Warm-up both paths, and check that the cluster computes what the model computes.
-    const expected = await localPredict(model, inputs[0]!);
-    await localPredict(model, inputs[1]!);
+    const expected = await predictOnce(model, inputs[0]!);
+    await predictOnce(model, inputs[1]!);
     await stream(options.concurrency, options.concurrency, inputs, (x) => clusterInfer(coordinator, x));
     const got = await clusterInfer(coordinator, inputs[0]!);
     let maxDiff = 0;
@@ -531,7 +403,7 @@ async function main(): Promise<void> {
       for (const which of i % 2 === 0 ? ['local', 'cluster'] : ['cluster', 'local']) {
         const cpu0 = processCpuMs();
         const start = performance.now();
-        if (which === 'local') await localPredict(model, input);
+        if (which === 'local') await predictOnce(model, input);
         else await clusterInfer(coordinator, input);
         (which === 'local' ? localLat : clusterLat).push(performance.now() - start);
         latencyCpu[which === 'local' ? 'local' : 'master'] += processCpuMs() - cpu0;
@@ -602,7 +474,7 @@ async function main(): Promise<void> {
       for (const which of round % 2 === 0 ? ['local', 'cluster'] : ['cluster', 'local']) {
         if (which === 'local') {
           const c0 = processCpuMs();
-          const { ms } = await stream(options.localRequests, 1, inputs, (x) => localPredict(model, x));
+          const { ms } = await stream(options.localRequests, 1, inputs, (x) => predictOnce(model, x));
           const used = processCpuMs() - c0;
           localRate = (1000 * options.localRequests) / ms;
           localCpu = used / options.localRequests;
