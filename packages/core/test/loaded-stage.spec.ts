@@ -17,7 +17,8 @@ beforeAll(async () => {
 function slowModel(): tf.LayersModel {
   const input = tf.input({ shape: [256], name: 'x' });
   let h: tf.SymbolicTensor = input;
-  for (let i = 0; i < 40; i++) h = tf.layers.dense({ units: 256, activation: 'tanh' }).apply(h) as tf.SymbolicTensor;
+  for (let i = 0; i < 40; i++)
+    h = tf.layers.dense({ units: 256, activation: 'tanh' }).apply(h) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: h });
   randomizeWeights(model, 4);
   return model;
