@@ -16,3 +16,9 @@ export function median(values: readonly number[]): number {
 export function mean(values: readonly number[]): number {
   return values.length === 0 ? 0 : values.reduce((a, b) => a + b, 0) / values.length;
 }
+
+/** `median (min-max)` of `values`, with `digits` decimals and `unit` after each number. */
+export function medianSpread(values: readonly number[], digits = 2, unit = ''): string {
+  const f = (v: number) => `${v.toFixed(digits)}${unit}`;
+  return `${f(median(values))} (${f(Math.min(...values))}-${f(Math.max(...values))})`;
+}
