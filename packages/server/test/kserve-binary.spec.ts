@@ -367,14 +367,15 @@ describe('octet-stream bodies', () => {
         });
       };
       const x = tf.tensor(data, [1, 96, 96, 3]);
-      const want = Array.from((model.predict(x) as tf.Tensor).dataSync());
-      x.dispose();
+      const y = model.predict(x) as tf.Tensor;
+      const want = Array.from(y.dataSync());
+      tf.dispose([x, y]);
       const idle = idleFrameBytes();
       for (let pad = 0; pad < 8; pad++) {
         const res = await send(pad);
         expect(res.statusCode).toBe(200);
         const got = Array.from(readAnswer(res).data.out!);
-        got.forEach((v, i) => expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-5));
+        for (const [i, v] of got.entries()) expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-5);
         const input = seen.at(-1)!.data;
         expect(input.byteOffset % 8).toBe(0);
         // A view of the body, not a copy: its buffer holds the JSON header too.
