@@ -53,6 +53,7 @@ export * from './plan/planner.js';
 export * from './plan/profile.js';
 export * from './plan/profile-topology.js';
 export * from './plan/stage-memory.js';
+export * from './protocol/frame-buffer-pool.js';
 export * from './protocol/frame-codec.js';
 export * from './protocol/handshake.js';
 export * from './protocol/json-guard.js';

@@ -221,6 +221,37 @@ describe('batchingService', () => {
     expectEachOwnRows(await Promise.all(pendingRest), rest);
   });
 
+  it('with flushWhenIdle, dispatches at once while a slot is free, and batches once all are busy', async () => {
+    const fake = fakeService({ manual: true });
+    const batcher = batchingService(fake.service, {
+      maxBatchSize: 8,
+      maxDelayMs: 10_000,
+      maxQueue: 16,
+      maxConcurrentBatches: 2,
+      flushWhenIdle: true,
+    });
+    // Two slots: the first two requests leave alone, at once, though a batch is running.
+    const early = [request(1), request(1)];
+    const pendingEarly: Promise<InferResult>[] = [];
+    for (const x of early) {
+      pendingEarly.push(batcher.infer('m', [x]));
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    expect(fake.calls.map((c) => c.rows)).toEqual([1, 1]);
+    // Both slots busy: the next ones wait, and leave together when a slot frees.
+    const rest = [request(1), request(2)];
+    const pendingRest = rest.map((x) => batcher.infer('m', [x]));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fake.calls).toHaveLength(2);
+    fake.calls[0]!.release();
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fake.calls.map((c) => c.rows)).toEqual([1, 1, 3]);
+    fake.calls[1]!.release();
+    fake.calls[2]!.release();
+    expectEachOwnRows(await Promise.all(pendingEarly), early);
+    expectEachOwnRows(await Promise.all(pendingRest), rest);
+  });
+
   it('never exceeds maxBatchSize rows, except a request that alone is larger', async () => {
     const fake = fakeService();
     const batcher = batchingService(fake.service, { maxBatchSize: 4, maxDelayMs: 20, maxQueue: 16 });

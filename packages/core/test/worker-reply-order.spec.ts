@@ -120,13 +120,14 @@ describe('worker inference queue', () => {
       const inputs = await Promise.all(xs.map((t, i) => fromTfTensor(t, stage.inputs[i]!.name)));
       tf.dispose(xs);
       const encoded = encodeTensors(inputs);
-      const predict = tf.LayersModel.prototype.predict;
-      const spy = vi.spyOn(tf.LayersModel.prototype, 'predict').mockImplementation(function (
-        this: tf.LayersModel,
-        ...args: Parameters<tf.LayersModel['predict']>
+      // A compute is a run of layer calls: log its first one.
+      const apply = tf.layers.Layer.prototype.apply;
+      const spy = vi.spyOn(tf.layers.Layer.prototype, 'apply').mockImplementation(function (
+        this: tf.layers.Layer,
+        ...args: Parameters<tf.layers.Layer['apply']>
       ) {
-        log.push('compute');
-        return predict.apply(this, args);
+        if (log.at(-1) !== 'compute') log.push('compute');
+        return apply.apply(this, args);
       });
       try {
         // Three requests in one burst: the second and third wait behind the first.

@@ -1,4 +1,11 @@
-import { initBackend, localInferenceService } from '@dinfer/core';
+import { Readable } from 'node:stream';
+import {
+  type InferenceService,
+  idleFrameBytes,
+  initBackend,
+  localInferenceService,
+  type TensorData,
+} from '@dinfer/core';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -311,6 +318,114 @@ describe('KServe v2 binary tensor data', () => {
     expect(res.json().error).toMatch(/request body exceeds the limit of 65536 bytes/);
     const meta = await app.inject({ method: 'GET', url: '/v2' });
     expect(meta.json().extensions).toEqual(['binary_tensor_data']);
+  });
+});
+
+describe('octet-stream bodies', () => {
+  /** [null,96,96,3] (108 KiB per example, above the pooling threshold) -> 2 scores. */
+  function bigImageModel(): tf.LayersModel {
+    const input = tf.input({ shape: [96, 96, 3], name: 'image' });
+    const pooled = tf.layers.globalAveragePooling2d({}).apply(input) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2, name: 'out' }).apply(pooled) as tf.SymbolicTensor;
+    const model = tf.model({ inputs: input, outputs: out });
+    randomizeWeights(model, 23);
+    return model;
+  }
+
+  it('reads a large body into a reused buffer, its float32 input viewed in place, aligned', async () => {
+    const model = bigImageModel();
+    const inner = localInferenceService(model, { name: 'big' });
+    const seen: TensorData[] = [];
+    const spy: InferenceService = {
+      models: () => inner.models(),
+      health: () => inner.health(),
+      infer: (name, inputs, options) => {
+        seen.push(inputs[0]!);
+        return inner.infer(name, inputs, options);
+      },
+    };
+    const bigApp = createHttpApi(spy);
+    try {
+      const data = Float32Array.from({ length: 96 * 96 * 3 }, (_, i) => Math.sin(i));
+      const send = async (pad: number, shape = [1, 96, 96, 3]) => {
+        // The JSON header's length varies with the padding: every alignment of the binary part.
+        const json = `${JSON.stringify({
+          inputs: [
+            { name: 'image', shape, datatype: 'FP32', parameters: { binary_data_size: data.byteLength } },
+          ],
+          parameters: { binary_data_output: true },
+        })}${' '.repeat(pad)}`;
+        const header = Buffer.from(json);
+        return bigApp.inject({
+          method: 'POST',
+          url: '/v2/models/big/infer',
+          payload: Buffer.concat([header, bytesOf(data)]),
+          headers: {
+            'content-type': 'application/octet-stream',
+            'inference-header-content-length': String(header.length),
+          },
+        });
+      };
+      const x = tf.tensor(data, [1, 96, 96, 3]);
+      const y = model.predict(x) as tf.Tensor;
+      const want = Array.from(y.dataSync());
+      tf.dispose([x, y]);
+      const idle = idleFrameBytes();
+      for (let pad = 0; pad < 8; pad++) {
+        const res = await send(pad);
+        expect(res.statusCode).toBe(200);
+        const got = Array.from(readAnswer(res).data.out!);
+        for (const [i, v] of got.entries()) expect(Math.abs(v - want[i]!)).toBeLessThanOrEqual(1e-5);
+        const input = seen.at(-1)!.data;
+        expect(input.byteOffset % 8).toBe(0);
+        // A view of the body, not a copy: its buffer holds the JSON header too.
+        expect(input.buffer.byteLength).toBeGreaterThan(data.byteLength);
+      }
+      // Given back after each success and taken again by the next body.
+      expect(idleFrameBytes()).toBeGreaterThan(idle);
+      expect(new Set(seen.map((t) => t.data.buffer)).size).toBeLessThan(seen.length);
+      // A refused request keeps its body out of the pool.
+      const before = idleFrameBytes();
+      const refused = await send(0, [1, 96, 96, 4]);
+      expect(refused.statusCode).toBe(400);
+      expect(idleFrameBytes()).toBeLessThan(before + 1);
+    } finally {
+      await bigApp.close();
+      model.dispose();
+    }
+  });
+
+  it('reads a body without Content-Length up to the limit, and refuses one longer than it declares', async () => {
+    const header = Buffer.from(
+      JSON.stringify({ inputs: [{ ...imageInput, parameters: { binary_data_size: pixels.byteLength } }] }),
+    );
+    const whole = Buffer.concat([header, bytesOf(pixels)]);
+    const headers = {
+      'content-type': 'application/octet-stream',
+      'inference-header-content-length': String(header.length),
+    };
+    const chunked = await app.inject({
+      method: 'POST',
+      url: '/v2/models/img/infer',
+      payload: Readable.from([whole.subarray(0, 100), whole.subarray(100)]),
+      headers,
+    });
+    expect(chunked.statusCode).toBe(200);
+    expect(chunked.json().outputs).toHaveLength(2);
+    const lying = await app.inject({
+      method: 'POST',
+      url: '/v2/models/img/infer',
+      payload: Readable.from([whole]),
+      headers: { ...headers, 'content-length': String(whole.length - 8) },
+    });
+    expect(lying.statusCode).toBe(400);
+    const tooLong = await app.inject({
+      method: 'POST',
+      url: '/v2/models/img/infer',
+      payload: Readable.from([Buffer.alloc(40 * 1024), Buffer.alloc(40 * 1024)]),
+      headers,
+    });
+    expect(tooLong.statusCode).toBe(413);
   });
 });
 

@@ -10,6 +10,7 @@ import type { IBackoff } from 'cockatiel';
 import { createBackoff } from '../connection/backoff.js';
 import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import { routeChecked } from '../place/check-scheduler.js';
+import { releaseAttachments } from '../protocol/frame-buffer-pool.js';
 import { parseMessage } from '../protocol/messages.js';
 import type { InferOptions, InferResult, StageTrace } from '../serving/inference-service.js';
 import { decodeTensors, encodeTensors } from '../tensor/codec.js';
@@ -112,6 +113,10 @@ export class PipelineRunner {
       });
       const nodes: StageTrace[] = [];
       let degraded = false;
+      // Replies that carry only activations for later stages: their frames are reused once
+      // the request is answered (see frame-buffer-pool.ts).
+      const relayFrames: (readonly Uint8Array[])[] = [];
+      const served = new Set(deployment.served.outputs.map((o) => o.name));
       for (const stage of deployment.stages) {
         const stageInputs = stage.partitionStage.inputs.map((spec) => {
           const value = activations.get(spec.name);
@@ -126,6 +131,9 @@ export class PipelineRunner {
         const result = await this.#runStage(deployment, stage, stageInputs, requestId, options, workersOnly);
         nodes.push(result.trace);
         degraded ||= result.trace.worker === 'master';
+        if (result.frame !== undefined && stage.partitionStage.outputs.every((o) => !served.has(o.name))) {
+          relayFrames.push(result.frame);
+        }
         stage.partitionStage.outputs.forEach((spec, i) => {
           activations.set(spec.name, result.outputs[i] as TensorData);
         });
@@ -141,6 +149,12 @@ export class PipelineRunner {
         if (!value) throw new DinferError(DinferErrorCode.INTERNAL, `model output ${spec.name} missing`);
         return value;
       });
+      // Every stage answered at the first attempt, so each relayed activation was fully sent
+      // to the one worker that used it, and nothing else reads it. (After a failed attempt a
+      // write to the failed worker may still be pending: those frames are left to the GC.)
+      if (nodes.every((n) => n.retries === 0 && n.worker !== 'master')) {
+        for (const frame of relayFrames) releaseAttachments(frame);
+      }
       return {
         model: deployment.name,
         version: deployment.version,
@@ -162,7 +176,7 @@ export class PipelineRunner {
     requestId: string,
     options: InferOptions,
     workersOnly: boolean,
-  ): Promise<{ outputs: TensorData[]; trace: StageTrace }> {
+  ): Promise<{ outputs: TensorData[]; trace: StageTrace; frame?: readonly Uint8Array[] }> {
     const { options: config, metrics, log, scheduler } = this.#ctx;
     const retry = config.retry;
     const maxAttempts = retry?.maxAttempts ?? 5;
@@ -244,7 +258,11 @@ export class PipelineRunner {
           { requestId, stage: stage.key, worker: worker.id, ms: Math.round(ms * 100) / 100, attempt },
           'stage done',
         );
-        return { outputs, trace: { stage: stage.index, worker: worker.id, ms, retries: attempt } };
+        return {
+          outputs,
+          trace: { stage: stage.index, worker: worker.id, ms, retries: attempt },
+          frame: reply.attachments,
+        };
       } catch (error) {
         lastError = error;
         worker.failed++;

@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { graphRunner } from '../model/graph-runner.js';
 import type { TensorSpec } from '../model/types.js';
 
 /** The part of a stage that running it needs. */
@@ -102,14 +103,7 @@ export function runStage(stage: RunnableStage, inputs: readonly tf.Tensor[]): tf
       expected: stage.inputs.map((s) => s.name),
     });
   }
-  return tf.tidy(() => {
-    const batch = inputs[0]?.shape[0] ?? 1;
-    const result = stage.model.predict(inputs.length === 1 ? inputs[0]! : [...inputs], {
-      batchSize: Math.max(1, batch),
-    });
-    const outputs = Array.isArray(result) ? result : [result as tf.Tensor];
-    return outputs.map((t) => (inputs.includes(t) ? t.clone() : t));
-  });
+  return graphRunner(stage.model).run(inputs);
 }
 
 /**

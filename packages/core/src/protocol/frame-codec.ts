@@ -28,6 +28,7 @@
  */
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { Envelope, MessageHeader } from '../transport.js';
+import { allocateFrameBody } from './frame-buffer-pool.js';
 
 /** First byte of every frame body: identifies the frame layout version. */
 export const FRAME_MAGIC = 0xd1;
@@ -181,7 +182,8 @@ export interface FrameDecoderOptions {
  *
  * Received chunks are kept in a list and copied once, into the frame's own buffer, when the
  * frame is complete, so decoding is linear in the bytes received. Attachments are views of that
- * buffer, 8-byte aligned. A length prefix above `maxFrameBytes` fails at once, before the
+ * buffer, 8-byte aligned; a large frame's buffer comes from the frame buffer pool
+ * (`frame-buffer-pool.ts`), where `releaseAttachments` gives it back. A length prefix above `maxFrameBytes` fails at once, before the
  * frame's bytes arrive. After an error the decoder is unusable: every later `push` throws the
  * same error, and the caller should close the connection.
  */
@@ -318,9 +320,9 @@ export class FrameDecoder {
     }
   }
 
-  /** Consumes `n` bytes into a fresh, 8-byte-aligned buffer. */
+  /** Consumes `n` bytes into a fresh (or reused), 8-byte-aligned buffer. */
   #take(n: number): Uint8Array {
-    const out = allocate(n);
+    const out = allocateFrameBody(n);
     let filled = 0;
     let used = 0;
     this.#buffered -= n;

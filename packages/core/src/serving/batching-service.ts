@@ -38,9 +38,10 @@ export interface BatchingOptions {
    */
   readonly maxConcurrentBatches?: number | undefined;
   /**
-   * Dispatch at once when no batch is running instead of waiting `maxDelayMs`: a lone request
-   * never pays the delay, and batches still form while the service is busy, which is when
-   * they help. Default false (always wait up to `maxDelayMs` for batch-mates).
+   * Dispatch at once while fewer than `maxConcurrentBatches` inner calls run, instead of
+   * waiting `maxDelayMs`: a request that the inner service can take at once never pays the
+   * delay (a pipeline's free stage gets it), and batches form only while every slot is busy,
+   * which is when they help. Default false (always wait up to `maxDelayMs` for batch-mates).
    */
   readonly flushWhenIdle?: boolean | undefined;
   /**
@@ -155,7 +156,7 @@ function timedOut(deadline: number, where: string): DinferError {
  * count, dtypes and every dimension but the first queue together and run as ONE
  * `inner.infer` call, inputs concatenated along dimension 0, once the batch holds
  * `maxBatchSize` rows or its oldest request has waited `maxDelayMs` (or, with
- * `flushWhenIdle`, at once when no batch is running). Each caller gets
+ * `flushWhenIdle`, at once while a slot for an inner call is free). Each caller gets
  * exactly its own rows of every output (and the batch's shared version, trace and degraded
  * flag); `processingTimeMs` counts from the moment it entered the queue. Requests are taken
  * in arrival order and a batch never exceeds `maxBatchSize` rows, unless one request alone
@@ -225,10 +226,10 @@ export function batchingService(inner: InferenceService, options: BatchingOption
 
   const ready = (group: Group, now: number): boolean => {
     const head = group.items[0];
-    // With flushWhenIdle, nothing running means waiting would only add latency.
+    // With flushWhenIdle, a free slot means waiting would only add latency.
     return (
       head !== undefined &&
-      (closed(group) || (flushWhenIdle && inflight === 0) || now - head.enqueuedAt >= maxDelayMs)
+      (closed(group) || (flushWhenIdle && inflight < maxConcurrent) || now - head.enqueuedAt >= maxDelayMs)
     );
   };
 

@@ -1,12 +1,14 @@
 /**
  * A pair of connected in-process {@link FrameChannel}s, the in-memory stand-in for a socket.
- * Delivery is asynchronous and ordered, headers go through JSON and attachments are copied,
- * so neither side can observe the other's objects (as with a real wire).
+ * Delivery is asynchronous and ordered, headers go through JSON and attachments are copied
+ * (large ones into bodies of the frame buffer pool, as a socket's frame decoder does), so
+ * neither side can observe the other's objects (as with a real wire).
  *
  * @module
  */
 import { type FrameChannel, PRE_AUTH_MAX_FRAME_BYTES } from '../connection/frame-channel.js';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import { allocateFrameBody } from '../protocol/frame-buffer-pool.js';
 import type { Envelope, MessageHeader } from '../transport.js';
 
 /** Options for {@link memoryChannelPair}. */
@@ -112,8 +114,13 @@ class MemoryChannel implements FrameChannel {
         ),
       );
     }
-    // Copy now: the caller may reuse its buffers once send resolves.
-    const attachments = envelope.attachments.map((a) => new Uint8Array(a));
+    // Copy now: the caller may reuse its buffers once send resolves. Large attachments land in
+    // pooled bodies, as a socket's FrameDecoder would put them.
+    const attachments = envelope.attachments.map((a) => {
+      const copy = allocateFrameBody(a.byteLength);
+      copy.set(a);
+      return copy;
+    });
     this.peer.#push({ kind: 'frame', json, attachments, bytes });
     return Promise.resolve();
   }

@@ -2,16 +2,36 @@
  * A stage model loaded on a worker: built from its cached blobs, warmed up once, and run on
  * plain tensors with no TF.js tensor left behind.
  *
+ * A run computes layer after layer ({@link graphRunner}) and gives the event loop a turn
+ * every {@link COMPUTE_SLICE_MS} of computing: while one request computes, the worker keeps
+ * receiving and decoding the next ones and keeps sending the last reply, so neither the
+ * master nor the next stage waits for this one to finish a whole stage.
+ *
  * @module
  */
 import * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { disposeModel } from '../model/dispose-model.js';
+import { type GraphRunner, graphRunner } from '../model/graph-runner.js';
 import type { WeightGroupReader } from '../model/model-from-weights.js';
 import { modelFromBlobs } from '../partition/stage-artifacts.js';
 import type { StageKey } from '../protocol/messages.js';
 import { fromTfTensor, toTfTensor } from '../tensor/tfjs.js';
 import type { TensorData } from '../tensor/types.js';
+
+/**
+ * Milliseconds a stage computes before it lets the event loop run once. A turn costs a few
+ * microseconds when nothing is due; 5 ms keeps the socket read often enough that a 1.6 MB
+ * activation arriving during a 100 ms stage is decoded and waiting when the stage ends.
+ */
+export const COMPUTE_SLICE_MS = 5;
+
+/** Options of one {@link LoadedStage.run}. */
+export interface StageRunOptions {
+  /** Aborts the run between two slices: it frees what it computed and rejects with `DINFER_ERR_ABORTED`. */
+  readonly signal?: AbortSignal | undefined;
+}
 
 /** What identifies a stage and its interface (from a `stage.load` message). */
 export interface StageSpec {
@@ -37,8 +57,8 @@ export interface LoadedStage {
    * named with exactly the stage's input names, else by position; outputs come in the stage's
    * output order, named. Throws `DINFER_ERR_TENSOR_INVALID` for inputs that do not fit.
    */
-  run(inputs: readonly TensorData[]): Promise<TensorData[]>;
-  /** Frees the model's weights. */
+  run(inputs: readonly TensorData[], options?: StageRunOptions): Promise<TensorData[]>;
+  /** Frees the model's weights (once the runs in progress are done). */
   dispose(): void;
 }
 
@@ -81,34 +101,36 @@ class StageInstance implements LoadedStage {
   readonly spec: StageSpec;
   readonly model: tf.LayersModel;
   warmupMs = 0;
+  readonly #runner: GraphRunner;
   #disposed = false;
+  /** Runs in progress: a run pauses between slices, and the weights must outlive it. */
+  #running = 0;
 
   constructor(spec: StageSpec, model: tf.LayersModel) {
     this.spec = spec;
     this.model = model;
+    this.#runner = graphRunner(model);
   }
 
-  /** Computes the outputs synchronously inside `tf.tidy`; the caller disposes them. */
-  #predict(inputs: readonly TensorData[] | undefined): tf.Tensor[] {
-    return tf.tidy(() => {
-      const xs = this.model.inputs.map((symbolic, i) => {
-        const x =
-          inputs === undefined
-            ? tf.zeros(warmupShape(symbolic.shape), symbolic.dtype)
-            : toTfTensor(inputs[i]!);
-        return x.dtype === symbolic.dtype ? x : tf.cast(x, symbolic.dtype);
-      });
-      const batch = xs[0]?.shape[0] ?? 1;
-      const y = this.model.predict(xs.length === 1 ? xs[0]! : xs, { batchSize: Math.max(1, batch) });
-      return Array.isArray(y) ? y : [y];
+  /** The stage's input tensors, in its input order and dtypes (zeros without `inputs`). */
+  #tensors(inputs: readonly TensorData[] | undefined): tf.Tensor[] {
+    return this.model.inputs.map((symbolic, i) => {
+      const x =
+        inputs === undefined ? tf.zeros(warmupShape(symbolic.shape), symbolic.dtype) : toTfTensor(inputs[i]!);
+      if (x.dtype === symbolic.dtype) return x;
+      const cast = tf.cast(x, symbolic.dtype);
+      x.dispose();
+      return cast;
     });
   }
 
   async warmUp(): Promise<void> {
     const start = performance.now();
+    let xs: tf.Tensor[] = [];
     let outputs: tf.Tensor[] = [];
     try {
-      outputs = this.#predict(undefined);
+      xs = this.#tensors(undefined);
+      outputs = this.#runner.run(xs);
       await Promise.all(outputs.map((t) => t.data()));
     } catch (error) {
       throw new DinferError(
@@ -117,12 +139,13 @@ class StageInstance implements LoadedStage {
         { details: { key: this.spec.key }, cause: error },
       );
     } finally {
+      tf.dispose(xs);
       tf.dispose(outputs);
     }
     this.warmupMs = performance.now() - start;
   }
 
-  async run(inputs: readonly TensorData[]): Promise<TensorData[]> {
+  async run(inputs: readonly TensorData[], options: StageRunOptions = {}): Promise<TensorData[]> {
     if (this.#disposed)
       throw new DinferError(DinferErrorCode.NOT_READY, `stage ${this.spec.key} was unloaded`);
     const ordered = orderInputs(this.spec, inputs);
@@ -131,30 +154,45 @@ class StageInstance implements LoadedStage {
     if (ordered.some((t) => t.shape[0] !== batch)) {
       throw invalid(`stage ${this.spec.key} inputs disagree on the batch size`, { key: this.spec.key });
     }
+    this.#running++;
+    let xs: tf.Tensor[] = [];
     let outputs: tf.Tensor[] = [];
     try {
       try {
-        outputs = this.#predict(ordered);
+        xs = this.#tensors(ordered);
+        outputs = await this.#runner.runAsync(xs, {
+          pause: platform.yieldToEventLoop,
+          sliceMs: COMPUTE_SLICE_MS,
+          signal: options.signal,
+        });
       } catch (error) {
+        if (error instanceof DinferError && error.code === DinferErrorCode.ABORTED) throw error;
         throw new DinferError(
           DinferErrorCode.INTERNAL,
           `stage ${this.spec.key} failed: ${(error as Error).message}`,
-          {
-            details: { key: this.spec.key },
-            cause: error,
-          },
+          { details: { key: this.spec.key }, cause: error },
         );
       }
-      return await Promise.all(outputs.map((t, i) => fromTfTensor(t, this.spec.outputs[i])));
+      tf.dispose(xs);
+      xs = [];
+      const results = await Promise.all(outputs.map((t, i) => fromTfTensor(t, this.spec.outputs[i])));
+      // A backend that keeps tensor values where they came from (the cpu backend does) can
+      // hand an input's memory back as an output: copy it, the inputs' frame will be reused.
+      const inputBuffers = new Set(ordered.map((t) => t.data.buffer));
+      return results.map((r) =>
+        inputBuffers.has(r.data.buffer) ? ({ ...r, data: r.data.slice() } as TensorData) : r,
+      );
     } finally {
+      tf.dispose(xs);
       tf.dispose(outputs);
+      if (--this.#running === 0 && this.#disposed) disposeModel(this.model);
     }
   }
 
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    disposeModel(this.model);
+    if (this.#running === 0) disposeModel(this.model);
   }
 }
 

@@ -10,6 +10,7 @@ import { DinferError, DinferErrorCode, isDinferError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import { stageTensorHashes } from '../partition/stage-artifacts.js';
+import { releaseAttachments } from '../protocol/frame-buffer-pool.js';
 import {
   type InferMessage,
   messageEnvelope,
@@ -177,9 +178,9 @@ export class StageHost {
       queueMs: number;
     };
     // A task queued behind another starts in the microtask that settles the previous one,
-    // before the previous reply has reached the socket; computing then (synchronously, for
-    // the whole stage) would hold that reply back by one full compute. Yield one macrotask
-    // first so the reply goes out, and the next stage downstream can start on it.
+    // before the previous reply has reached the socket; computing then would hold that reply
+    // back by a compute slice. Yield one macrotask first so the reply goes out, and the next
+    // stage downstream can start on it.
     const queued = this.#queue.busy;
     try {
       outcome = await this.#queue.run(async () => {
@@ -188,7 +189,7 @@ export class StageHost {
         const stage = this.#stages.get(message.key);
         if (stage === undefined) throw notReady(`stage ${message.key} was unloaded`);
         const start = performance.now();
-        const outputs = await stage.run(inputs);
+        const outputs = await stage.run(inputs, { signal: context.signal });
         const computeMs = performance.now() - start;
         this.#monitor()?.recordCompute(computeMs);
         return { outputs, computeMs };
@@ -201,6 +202,9 @@ export class StageHost {
         'stage failed',
       );
       throw error;
+    } finally {
+      // The stage copied its inputs into its backend, or never will: the frame can be reused.
+      releaseAttachments(attachments);
     }
     const { outputs, computeMs } = outcome.result;
     this.#logger.debug(

@@ -1,41 +1,18 @@
-/**
- * A worker process of `pnpm bench:pipeline`: core's worker runtime over `@dinfer/transport-tcp`,
- * forked by `pipeline.js` with an IPC channel.
- *
- * Configured by environment: `DINFER_BENCH_MASTER` (the master's cluster address),
- * `DINFER_BENCH_TOKEN` (cluster token), `DINFER_BENCH_CACHE` (shard cache directory),
- * `DINFER_BENCH_NAME` (worker name). Over IPC it reports `{ type: 'ready', backend }` once
- * joined, answers `{ type: 'cpu' }` with its process CPU time (so the bench can charge CPU
- * per request to each process, independent of machine load) and its event-loop busy/idle
- * time (so the bench can tell a worker starved of input from one starved of CPU), profiles
- * itself between `profile.start` and `profile.stop`, and exits when the master closes the link
- * or the IPC channel goes away.
- *
- * @module
- */
-import { performance } from 'node:perf_hooks';
 import { createBlobStore, createWorker, describeBackend, initBackend } from '@dinfer/core';
 import { tcpTransport } from '@dinfer/transport-tcp';
+import { type ChildFailure, type ProcessTimes, processTimes } from './bench-child.js';
 import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';
 
 /** Messages this process sends to the bench over IPC. */
 export type PipelineWorkerReport =
   | { readonly type: 'ready'; readonly backend: string; readonly pid: number }
-  | {
-      readonly type: 'cpu';
-      readonly userMs: number;
-      readonly systemMs: number;
-      /** Wall ms the event loop was busy (computing or handling I/O) since the process started. */
-      readonly activeMs: number;
-      /** Wall ms the event loop waited for I/O since the process started. */
-      readonly idleMs: number;
-    }
+  | { readonly type: 'times'; readonly times: ProcessTimes }
   | { readonly type: 'profiled'; readonly file: string | undefined }
-  | { readonly type: 'failed'; readonly error: string };
+  | ChildFailure;
 
 /** Messages the bench sends to this process over IPC. */
 export type PipelineWorkerCommand =
-  | { readonly type: 'cpu' }
+  | { readonly type: 'times' }
   | { readonly type: 'profile.start' }
   | { readonly type: 'profile.stop'; readonly file: string };
 
@@ -67,27 +44,21 @@ async function main(): Promise<void> {
   });
   let profile: CpuProfileWindow | undefined;
   process.on('message', async (message: PipelineWorkerCommand) => {
-    if (message?.type === 'profile.start') {
-      profile = await startCpuProfile();
-      return;
+    switch (message?.type) {
+      case 'profile.start':
+        profile = await startCpuProfile();
+        return;
+      case 'profile.stop': {
+        const running = profile;
+        profile = undefined;
+        await running?.stop(message.file);
+        report({ type: 'profiled', file: running === undefined ? undefined : message.file });
+        return;
+      }
+      case 'times':
+        report({ type: 'times', times: processTimes() });
+        return;
     }
-    if (message?.type === 'profile.stop') {
-      const running = profile;
-      profile = undefined;
-      await running?.stop(message.file);
-      report({ type: 'profiled', file: running === undefined ? undefined : message.file });
-      return;
-    }
-    if (message?.type !== 'cpu') return;
-    const used = process.cpuUsage();
-    const loop = performance.eventLoopUtilization();
-    report({
-      type: 'cpu',
-      userMs: used.user / 1000,
-      systemMs: used.system / 1000,
-      activeMs: loop.active,
-      idleMs: loop.idle,
-    });
   });
   process.on('disconnect', () => {
     void worker.stop().finally(() => process.exit(0));

@@ -41,9 +41,9 @@ import {
   type DEFAULT_JSON_MAX_VALUES,
   type JsonLimits,
 } from './json-limits.js';
-import { registerOctetStreamBody } from './kserve-binary.js';
 import { registerKServe } from './kserve-routes.js';
 import { registerMetricsRoute } from './metrics-route.js';
+import { registerOctetStreamBody } from './octet-stream-body.js';
 import { checkRateLimit, inferenceRateLimit } from './rate-limit.js';
 import { redactPaths } from './redact-paths.js';
 import { type RepositoryRoutesTarget, registerRepositoryRoutes } from './repository-routes.js';

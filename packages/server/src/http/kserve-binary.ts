@@ -17,7 +17,7 @@
  */
 import { endianness } from 'node:os';
 import { DinferError, DinferErrorCode, type TensorArray, type TensorDType } from '@dinfer/core';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { jsonValueCount } from './json-body.js';
 import { type JsonLimits, scanJson } from './json-limits.js';
 
@@ -149,7 +149,8 @@ export function splitBinaryBody(
 
 /**
  * Reads `count` elements of `dtype` from little-endian `bytes` (whose length the caller
- * checked) into a new, aligned typed array.
+ * checked): `FP32` and `INT32` as a view of `bytes` when they are 4-byte aligned on a
+ * little-endian host (no copy; the body parser aligns them), else as a new aligned array.
  *
  * @throws DinferError INVALID_ARGUMENT for a `BOOL` byte other than 0 or 1.
  */
@@ -171,6 +172,11 @@ export function readBinaryTensor(
     }
     case 'float32':
     case 'int32': {
+      if (LITTLE_ENDIAN_HOST && bytes.byteOffset % 4 === 0) {
+        return dtype === 'float32'
+          ? new Float32Array(bytes.buffer, bytes.byteOffset, count)
+          : new Int32Array(bytes.buffer, bytes.byteOffset, count);
+      }
       const out = dtype === 'float32' ? new Float32Array(count) : new Int32Array(count);
       if (LITTLE_ENDIAN_HOST) {
         new Uint8Array(out.buffer).set(bytes.subarray(0, count * 4));
@@ -249,11 +255,4 @@ export async function requireOctetStreamForBinary(request: FastifyRequest): Prom
     `a body with Inference-Header-Content-Length ${String(header)} carries binary data and needs ` +
       `Content-Type: ${BINARY_CONTENT_TYPE} (got "${type || 'none'}")`,
   );
-}
-
-/** Makes fastify hand `application/octet-stream` bodies over as a Buffer, up to `bodyLimit` bytes. */
-export function registerOctetStreamBody(app: FastifyInstance, bodyLimit: number): void {
-  app.addContentTypeParser(BINARY_CONTENT_TYPE, { parseAs: 'buffer', bodyLimit }, (_request, body, done) => {
-    done(null, body);
-  });
 }

@@ -20,15 +20,9 @@ import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { DinferError, DinferErrorCode } from '../../errors.js';
-import type {
-  HeartbeatInfo,
-  HeartbeatKey,
-  HeartbeatReceiver,
-  HeartbeatReceiverOptions,
-} from '../../heartbeats.js';
-import { type Logger, silentLogger } from '../../logger.js';
-import { type Metrics, noopMetrics } from '../../metrics.js';
-import type { WorkerLoad } from '../../scheduler.js';
+import type { HeartbeatKey, HeartbeatReceiver, HeartbeatReceiverOptions } from '../../heartbeats.js';
+import { silentLogger } from '../../logger.js';
+import { noopMetrics } from '../../metrics.js';
 import { decodeHeartbeat, type HeartbeatPayload, type HeartbeatRejectReason } from './heartbeat-packet.js';
 
 function sameKey(a: HeartbeatKey | 'unsigned', b: HeartbeatKey | 'unsigned'): boolean {

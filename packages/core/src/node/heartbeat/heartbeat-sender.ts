@@ -10,8 +10,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { DinferError, DinferErrorCode } from '../../errors.js';
 import type { HeartbeatSender, HeartbeatSenderOptions } from '../../heartbeats.js';
-import { type Logger, silentLogger } from '../../logger.js';
-import type { WorkerLoad } from '../../scheduler.js';
+import { silentLogger } from '../../logger.js';
 import { encodeHeartbeat, HEARTBEAT_MAX_WORKER_ID_LENGTH, HEARTBEAT_VERSION } from './heartbeat-packet.js';
 
 function checkOptions(options: HeartbeatSenderOptions): void {
