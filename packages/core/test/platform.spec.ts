@@ -52,3 +52,45 @@ describe.each([
     expect(order).toEqual(['timer', 'microtask', 'yield']);
   });
 });
+
+describe('the platforms beyond the web globals', () => {
+  it('node: tells CPU time (growing as it computes) and memory in use', () => {
+    const before = nodePlatform.cpuTimeMs()!;
+    let x = 0;
+    for (let i = 0; i < 5e6; i++) x += Math.sqrt(i);
+    expect(x).toBeGreaterThan(0);
+    expect(nodePlatform.cpuTimeMs()!).toBeGreaterThan(before);
+    expect(nodePlatform.memoryInUseBytes()!).toBeGreaterThan(10 * 1024 * 1024);
+  });
+
+  it('web: has no CPU clock and no file system', () => {
+    expect(webPlatform.cpuTimeMs()).toBeUndefined();
+    expect(webPlatform.files).toBeUndefined();
+  });
+
+  it('node: reads ranges, short only at the end of a file, and writes atomically', async () => {
+    const files = nodePlatform.files!;
+    const { mkdtemp, readdir, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(files.join(tmpdir(), 'dinfer-files-'));
+    try {
+      const path = files.join(dir, 'sub', 'a.bin');
+      await files.makeDirectory(files.dirname(path));
+      await files.writeAtomically(
+        path,
+        Uint8Array.from({ length: 100 }, (_, i) => i),
+      );
+      expect(await readdir(files.join(dir, 'sub'))).toEqual(['a.bin']); // no temporary left
+      const target = new Uint8Array(10);
+      expect(await files.readInto(path, 20, target)).toBe(10);
+      expect([...target]).toEqual([20, 21, 22, 23, 24, 25, 26, 27, 28, 29]);
+      expect(await files.readInto(path, 95, new Uint8Array(10))).toBe(5);
+      expect(await files.stat(path)).toEqual({ size: 100, directory: false });
+      expect((await files.stat(dir)).directory).toBe(true);
+      expect(files.resolve(`file://${path}`)).toBe(path);
+      await expect(files.readText(files.join(dir, 'missing'))).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,7 +1,8 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { analyzeModelJson, initBackend, loadLayersModel, openModelArtifacts } from '@dinfer/core';
+import { analyzeModelJson, loadLayersModel, openModelArtifacts } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBigDenseLayout, writeBigDenseModel } from '../src/models/big-dense.js';

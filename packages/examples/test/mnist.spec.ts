@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { DinferErrorCode, initBackend, isDinferError, loadLayersModel } from '@dinfer/core';
+import { DinferErrorCode, isDinferError, loadLayersModel } from '@dinfer/core';
 import {
   accuracy,
   MNIST_TEST_PER_DIGIT,
@@ -16,6 +16,7 @@ import {
   mnistTrainSet,
   seededRandom,
 } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { conv2dFilterGrad, registerConv2DFilterGradKernel } from '../src/models/conv2d-filter-grad.js';

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DinferErrorCode, initBackend, isDinferError, saveLayersModel } from '@dinfer/core';
+import { DinferErrorCode, isDinferError, saveLayersModel } from '@dinfer/core';
 import {
   deriveSeed,
   exampleModelCacheDir,
@@ -14,6 +14,7 @@ import {
   resnet50,
   seededRandom,
 } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -5,7 +5,6 @@ import {
   analyzeModel,
   analyzeModelJson,
   disposeModel,
-  initBackend,
   modelFromBlobs,
   openModelArtifacts,
   type Partition,
@@ -17,6 +16,7 @@ import {
   stageToBlobs,
 } from '@dinfer/core';
 import { seededRandom } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

@@ -1,5 +1,6 @@
-import { initBackend, modelFromBlobs, stageToBlobs, type WeightQuantization } from '@dinfer/core';
+import { modelFromBlobs, stageToBlobs, type WeightQuantization } from '@dinfer/core';
 import { accuracy, loadExampleModel, mnistTestSet } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 

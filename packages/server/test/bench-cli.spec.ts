@@ -1,10 +1,10 @@
 import {
   type InferenceService,
   type InferOptions,
-  initBackend,
   localInferenceService,
   type TensorData,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -3,8 +3,10 @@
  * JSON, tables, the ready banner) on stdout, its progress, warnings, errors and logs on
  * stderr, so `dinfer plan --json m.json > plan.json` and pipes just work.
  */
+
 import path from 'node:path';
-import { initBackend, saveLayersModel } from '@dinfer/core';
+import { saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -162,9 +164,9 @@ describe('commands that serve', () => {
     expect(stdout).toMatch(/^HTTP: http:\/\/127\.0\.0\.1:\d+ \(ready once workers have their stages\)$/m);
     expect(stdout).toMatch(/^ {2}HTTP API {6}http:\/\/127\.0\.0\.1:\d+\/api\/infer$/m);
     // Progress and the structured logs stay off stdout.
-    expect(stdout).not.toMatch(/loading |backend:|joined|"level"/);
+    expect(stdout).not.toMatch(/loading |opening |backend:|joined|"level"/);
     const stderr = dinferMaster.stderr.join('\n');
-    expect(stderr).toMatch(/^loading .*model\.json$/m);
+    expect(stderr).toMatch(/^opening .*model\.json$/m);
     expect(stderr).toMatch(/^backend: /m);
     expect(stderr).toMatch(/^worker \S+ \(a\) joined$/m);
     expect(stderr).toMatch(/"level":30/);

@@ -4,11 +4,13 @@
  * `ps`, so it is warned about), short tokens are refused, and the cluster port speaks TLS
  * from the command line: a worker that does not trust the master's certificate never joins.
  */
+
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initBackend, saveLayersModel } from '@dinfer/core';
+import { saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterHandle, type MasterOptions, startMaster } from '../src/cluster/master.js';

@@ -4,16 +4,12 @@
  * instances handed to `startMaster`. Real worker processes join over the custom transport, and
  * the custom scheduler's placement is the one the cluster serves with.
  */
+
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import {
-  type ClusterStatus,
-  DinferErrorCode,
-  initBackend,
-  isDinferError,
-  saveLayersModel,
-} from '@dinfer/core';
+import { type ClusterStatus, DinferErrorCode, isDinferError, saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import { tcpTransport } from '@dinfer/transport-tcp';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';

@@ -2,10 +2,11 @@
  * `dinfer up`'s default model comes from the server's own dependencies (core's seeded
  * ResNet50), cached in the same place and form as the examples' copy.
  */
+
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
-import { initBackend } from '@dinfer/core';
 import { loadExampleModel } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultModel } from '../src/cli/default-model.js';
 import { removeTempDirs, tempDir } from './e2e-helpers.js';

@@ -3,8 +3,9 @@
  * `POST /api/infer` and `POST /v2/models/:name/infer` exactly as the whole model's local
  * `predict` does (MNIST CNN on both transports, ResNet50 over TCP, MobileNetV2 over Socket.IO).
  */
-import { initBackend } from '@dinfer/core';
+
 import { accuracy, type ExampleModelName, loadExampleModel, mnistTestSet } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';

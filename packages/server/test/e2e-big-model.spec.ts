@@ -4,14 +4,15 @@
  * the plan spreads it over them, the answers equal the whole model's predict, and a model the
  * workers cannot hold stops the master with PLAN_INFEASIBLE.
  */
+
 import {
   analyzeModel,
   DinferErrorCode,
-  initBackend,
   isDinferError,
   saveLayersModel,
   stageMemoryModel,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {

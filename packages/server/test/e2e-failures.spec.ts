@@ -2,8 +2,10 @@
  * End to end, failures: real worker processes on loopback (both transports) are killed,
  * stopped, refused or impersonated, and every request still gets the whole model's answer.
  */
+
 import { createSocket } from 'node:dgram';
-import { type CoordinatorEvent, encodeHeartbeat, type WorkerLoad } from '@dinfer/core';
+import type { CoordinatorEvent, WorkerLoad } from '@dinfer/core';
+import { encodeHeartbeat } from '@dinfer/core/node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TransportKind } from '../src/cluster/transport-factory.js';
 import {

@@ -2,8 +2,9 @@
  * Smoke test of `dinfer up --exit-when-ready` as a child process: a master and two worker
  * processes come up for the MNIST CNN, the banner names the URLs, and the command exits 0.
  */
-import { initBackend } from '@dinfer/core';
+
 import { loadExampleModel } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   killAllChildren,

@@ -5,11 +5,13 @@
  * may fail, every answer names its version, and every output equals that version's local
  * `predict`.
  */
+
 import { copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend, loadLayersModel, saveLayersModel } from '@dinfer/core';
+import { loadLayersModel, saveLayersModel } from '@dinfer/core';
 import { mnistCnnAssetPath, mnistTestSet } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterHandle, startMaster } from '../src/cluster/master.js';
@@ -160,6 +162,8 @@ beforeAll(async () => {
     token: TOKEN,
     modelControl: true,
     adminToken: ADMIN_TOKEN,
+    // The load below comes from one address faster than the default per-client rate limit.
+    rateLimit: 0,
   });
   for (const name of ['worker-a', 'worker-b']) {
     workers.push(

@@ -4,11 +4,11 @@ import {
   type InferenceService,
   type InferOptions,
   type InferResult,
-  initBackend,
   localInferenceService,
   type ServedModel,
   type TensorData,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';

@@ -1,10 +1,10 @@
 import {
   DinferErrorCode,
   type InferenceService,
-  initBackend,
   localInferenceService,
   type ServedModel,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';

@@ -4,7 +4,9 @@
  * with a 400 that says why, before the master builds or allocates what the body claims; honest
  * requests of the same routes still answer the model's own `predict`.
  */
-import { type InferenceService, initBackend, localInferenceService, type ServedModel } from '@dinfer/core';
+
+import { type InferenceService, localInferenceService, type ServedModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';

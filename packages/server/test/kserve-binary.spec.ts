@@ -1,11 +1,7 @@
 import { Readable } from 'node:stream';
-import {
-  type InferenceService,
-  idleFrameBytes,
-  initBackend,
-  localInferenceService,
-  type TensorData,
-} from '@dinfer/core';
+import { type InferenceService, localInferenceService, type TensorData } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
+import { idleFrameBytes } from '@dinfer/core/testing';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -8,8 +8,10 @@
  * `model.predict` computes; the tensor count must not grow. Most requests go through
  * fastify's inject, about a hundred over a real socket.
  */
+
 import { crc32 } from 'node:zlib';
-import { initBackend, localInferenceService } from '@dinfer/core';
+import { localInferenceService } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import sharp from 'sharp';

@@ -4,8 +4,9 @@
  *
  * @module
  */
-import { initBackend } from '@dinfer/core';
+
 import { loadExampleModel, mnistTestSet } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import type * as tf from '@tensorflow/tfjs';
 
 /** Relative tolerance between a cluster's answers and the local `predict`. */

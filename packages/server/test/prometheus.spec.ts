@@ -4,12 +4,14 @@
  * Both binaries come from Debian's `prometheus` package (.ci/run installs it); without them
  * these tests fail rather than skip.
  */
+
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend, localInferenceService } from '@dinfer/core';
+import { localInferenceService } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

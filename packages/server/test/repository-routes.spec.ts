@@ -3,13 +3,12 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type Coordinator,
-  createBlobStore,
   createCoordinator,
   createWorker,
   type DinferWorker,
-  initBackend,
   saveLayersModel,
 } from '@dinfer/core';
+import { createBlobStore, initBackend } from '@dinfer/core/node';
 import { MemoryNetwork, memoryTransport } from '@dinfer/core/testing';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';

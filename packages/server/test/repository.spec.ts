@@ -5,11 +5,11 @@ import {
   createDeployment,
   DinferErrorCode,
   decodeStored,
-  initBackend,
   isDinferError,
   readBlob,
   saveLayersModel,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CliIo } from '../src/cli/common.js';

@@ -3,18 +3,21 @@
  * process) and two worker processes on loopback, serving a small model cut in two stages.
  * Chromium comes from Debian's `chromium` package (.ci/run installs it).
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { type ClusterStatus, initBackend, localInferenceService, saveLayersModel } from '@dinfer/core';
+import { type ClusterStatus, localInferenceService, saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { type BrowserContext, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterHandle, startMaster } from '../src/cluster/master.js';
-import { createHttpApi, type StatusReport } from '../src/index.js';
+import { createHttpApi } from '../src/index.js';
+import type { StatusReport } from '../src/status/status-report.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const cli = path.resolve(here, '../dist/cli/main.js');

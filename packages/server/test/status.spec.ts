@@ -3,20 +3,16 @@ import {
   DinferError,
   DinferErrorCode,
   type InferenceService,
-  initBackend,
   localInferenceService,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createHttpApi,
-  createRequestWindow,
-  isInferenceRoute,
-  outcomeOf,
-  prometheusMetrics,
-  type StatusReport,
-} from '../src/index.js';
+import { createHttpApi, prometheusMetrics } from '../src/index.js';
+import { isInferenceRoute, outcomeOf } from '../src/status/inference-recorder.js';
+import { createRequestWindow } from '../src/status/request-window.js';
+import type { StatusReport } from '../src/status/status-report.js';
 
 /** Exact quantile by counting: the smallest value with at least ceil(q*n) values <= it. */
 function quantileByCount(values: readonly number[], q: number): number {

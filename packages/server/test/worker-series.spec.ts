@@ -2,10 +2,12 @@
  * Per-worker metric series (heartbeat gauges, the breaker gauge) leave `/metrics` with their
  * worker, so a cluster whose workers come and go does not grow its exposition forever.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { initBackend, saveLayersModel } from '@dinfer/core';
+import { saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type MasterHandle, startMaster } from '../src/cluster/master.js';

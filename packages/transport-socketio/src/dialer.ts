@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { DinferError, DinferErrorCode, type FrameChannel, isRecord, PROTOCOL_VERSION } from '@dinfer/core';
+import { DinferError, DinferErrorCode, type FrameChannel, PROTOCOL_VERSION } from '@dinfer/core';
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
 import { formatAddress, parseAddress } from './address.js';
 import { SocketIoChannel } from './channel.js';
@@ -16,6 +16,10 @@ import type { ResolvedOptions } from './options.js';
 import { createParser } from './parser.js';
 
 const DINFER_CODES = new Set<string>(Object.values(DinferErrorCode));
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
 
 /** Maps a socket.io-client `connect_error` to a typed error (a middleware's code, or TRANSPORT_CONNECT). */
 function fromConnectError(error: Error & { data?: unknown }, url: string): DinferError {

@@ -2,15 +2,8 @@
  * Test helpers: a recording logger, and raw socket.io clients that speak (or break) the
  * dinfer wire by hand (core's frames in `dinfer:frame` pieces), to play a misbehaving peer.
  */
-import {
-  DialerHandshake,
-  type Envelope,
-  encodeFrame,
-  type Logger,
-  type MessageHeader,
-  PROTOCOL_VERSION,
-} from '@dinfer/core';
-import { FrameInbox } from '@dinfer/core/testing';
+import { type Envelope, encodeFrame, type Logger, type MessageHeader, PROTOCOL_VERSION } from '@dinfer/core';
+import { FrameInbox, handshakeByHand } from '@dinfer/core/testing';
 import { io, type Socket } from 'socket.io-client';
 
 /** One recorded log call. */
@@ -68,9 +61,9 @@ export class RawPeer {
       socket.once('connect_error', reject);
     });
     if (options.token === null) return peer;
-    const handshake = new DialerHandshake(options.token ?? undefined);
+    const handshake = handshakeByHand(options.token ?? undefined);
     const hello = await peer.next();
-    peer.send((await handshake.answer(hello.header)) as unknown as MessageHeader);
+    peer.send(await handshake.answer(hello.header));
     await handshake.confirm((await peer.next()).header);
     return peer;
   }

@@ -2,10 +2,10 @@ import {
   type Connection,
   DinferErrorCode,
   dialConnection,
-  FRAME_MAGIC,
   type Listener,
   listenForConnections,
 } from '@dinfer/core';
+import { FRAME_MAGIC } from '@dinfer/core/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SOCKETIO_PIECE_BYTES, socketIoTransport } from '../src/index.js';
 import { eventually, frameBytes, RawPeer, recordingLogger } from './helpers.js';

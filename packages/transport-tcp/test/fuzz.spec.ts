@@ -4,15 +4,11 @@
  * a well-behaved peer keeps making requests. Every good request must succeed, the listener
  * must stay up, and memory must stay bounded.
  */
+
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import {
-  type Connection,
-  DialerHandshake,
-  dialConnection,
-  listenForConnections,
-  type MessageHeader,
-} from '@dinfer/core';
+import { type Connection, dialConnection, listenForConnections, type MessageHeader } from '@dinfer/core';
+import { handshakeByHand } from '@dinfer/core/testing';
 import { describe, expect, it } from 'vitest';
 import { tcpTransport } from '../src/index.js';
 import { frame, RawClient, rng, rpcRequest, waitFor } from './helpers.js';
@@ -162,8 +158,10 @@ describe('tcp listener fuzz', () => {
       if (!authed) {
         // Before auth the well-formed frame is an `auth` answer to this connection's hello.
         const hello = await client.next().catch(() => undefined);
-        const auth = hello ? await new DialerHandshake(TOKEN).answer(hello.header) : { type: 'auth' };
-        valid = () => frame(auth as unknown as MessageHeader);
+        const auth: MessageHeader = hello
+          ? await handshakeByHand(TOKEN).answer(hello.header)
+          : { type: 'auth' };
+        valid = () => frame(auth);
       }
       const burst = build(kind, 5 + int(40), valid);
       const stream = Buffer.concat(burst);

@@ -1,8 +1,8 @@
 /** Test helpers: a raw socket that speaks the dinfer frame protocol by hand. */
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { DialerHandshake, type Envelope, encodeFrame, type MessageHeader } from '@dinfer/core';
-import { FrameInbox, seededRandom } from '@dinfer/core/testing';
+import { type Envelope, encodeFrame, type MessageHeader } from '@dinfer/core';
+import { FrameInbox, handshakeByHand, seededRandom } from '@dinfer/core/testing';
 import { parseTcpAddress } from '../src/address.js';
 
 /** Deterministic PRNG (mulberry32). */
@@ -46,9 +46,9 @@ export class RawClient {
   /** Connects and completes the handshake by hand. */
   static async authenticated(address: string, token: string | undefined): Promise<RawClient> {
     const client = await RawClient.connect(address);
-    const handshake = new DialerHandshake(token);
+    const handshake = handshakeByHand(token);
     const hello = await client.next();
-    client.write(frame((await handshake.answer(hello.header)) as unknown as MessageHeader));
+    client.write(frame(await handshake.answer(hello.header)));
     await handshake.confirm((await client.next()).header);
     return client;
   }

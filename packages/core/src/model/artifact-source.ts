@@ -7,12 +7,12 @@
  *
  * @module
  */
-import { open, readFile, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
+import type { FileAccess } from '../platform/platform.js';
 import { checkRange } from '../ship/byte-range.js';
 import { type CheckedModelJson, parseModelJson, throwIfAborted, weightEntryBytes } from './artifacts.js';
+import { requireFileAccess, utf8Bytes } from './file-access.js';
 import { resolveModelJsonPath } from './fs-handler.js';
 import { ioError } from './model-errors.js';
 
@@ -49,38 +49,31 @@ interface FilePiece {
   readonly size: number;
 }
 
-async function readRange(pieces: readonly FilePiece[], start: number, end: number): Promise<Uint8Array> {
+async function readRange(
+  files: FileAccess,
+  pieces: readonly FilePiece[],
+  start: number,
+  end: number,
+): Promise<Uint8Array> {
   const out = new Uint8Array(end - start);
   for (const piece of pieces) {
     const from = Math.max(start, piece.start);
     const to = Math.min(end, piece.start + piece.size);
     if (from >= to) continue;
-    let handle: Awaited<ReturnType<typeof open>> | undefined;
+    let read: number;
     try {
-      handle = await open(piece.file, 'r');
-      let done = 0;
-      while (done < to - from) {
-        const { bytesRead } = await handle.read(
-          out,
-          from - start + done,
-          to - from - done,
-          from - piece.start + done,
-        );
-        if (bytesRead === 0) {
-          throw new DinferError(
-            DinferErrorCode.MODEL_CORRUPT,
-            `${piece.file}: the file is shorter than when it was opened`,
-            {
-              details: { path: piece.file },
-            },
-          );
-        }
-        done += bytesRead;
-      }
+      read = await files.readInto(piece.file, from - piece.start, out.subarray(from - start, to - start));
     } catch (error) {
-      throw error instanceof DinferError ? error : ioError(piece.file, 'reading', error);
-    } finally {
-      await handle?.close();
+      throw ioError(piece.file, 'reading', error);
+    }
+    if (read < to - from) {
+      throw new DinferError(
+        DinferErrorCode.MODEL_CORRUPT,
+        `${piece.file}: the file is shorter than when it was opened`,
+        {
+          details: { path: piece.file },
+        },
+      );
     }
   }
   return out;
@@ -100,28 +93,29 @@ export async function openModelArtifacts(
   source: string,
   options: { readonly signal?: AbortSignal | undefined } = {},
 ): Promise<ModelArtifactSource> {
+  const files = requireFileAccess(source);
   const path = await resolveModelJsonPath(source);
   throwIfAborted(options.signal, path);
   let text: string;
   try {
-    text = await readFile(path, { encoding: 'utf8', ...(options.signal ? { signal: options.signal } : {}) });
+    text = await files.readText(path, options.signal);
   } catch (error) {
     throw ioError(path, 'reading', error);
   }
   const json = parseModelJson(text, path);
-  const dir = dirname(path);
+  const dir = files.dirname(path);
   const weights: SourceWeight[] = [];
   const byName = new Map<string, SourceWeight>();
-  let totalBytes = Buffer.byteLength(text);
+  let totalBytes = utf8Bytes(text);
   for (const [g, group] of json.weightsManifest.entries()) {
     const pieces: FilePiece[] = [];
     let groupBytes = 0;
     for (const relative of group.paths) {
-      const file = join(dir, relative);
+      const file = files.join(dir, relative);
       throwIfAborted(options.signal, file);
       let size: number;
       try {
-        size = (await stat(file)).size;
+        size = (await files.stat(file)).size;
       } catch (error) {
         throw ioError(file, 'reading', error);
       }
@@ -155,7 +149,7 @@ export async function openModelArtifacts(
         byteLength,
         read: async (start = 0, end = byteLength) => {
           checkRange(start, end, byteLength, `weight ${entry.name}`);
-          return readRange(pieces, begin + start, begin + end);
+          return readRange(files, pieces, begin + start, begin + end);
         },
       };
       offset += byteLength;

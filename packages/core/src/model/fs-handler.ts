@@ -1,13 +1,11 @@
 /**
- * Reads and writes standard TF.js layers-model artifacts on the local file system with
- * `node:fs` (no tfjs-node needed): `model.json` plus `group1-shard<i>of<n>.bin` weight shards
+ * Reads and writes standard TF.js layers-model artifacts on the local file system (the
+ * platform's file access: `node:fs` in Node, no tfjs-node needed; a runtime without a file
+ * system gets MODEL_UNSUPPORTED): `model.json` plus `group1-shard<i>of<n>.bin` weight shards
  * of at most 4 MiB, the layout the TF.js converter writes and every TF.js loader reads.
  *
  * @module
  */
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import {
@@ -20,6 +18,7 @@ import {
   sha256Hex,
   throwIfAborted,
 } from './artifacts.js';
+import { requireFileAccess, utf8Bytes } from './file-access.js';
 import { ioError } from './model-errors.js';
 
 /** Shard size of written weights, as the TF.js converter uses. */
@@ -39,9 +38,10 @@ export interface WrittenArtifacts {
 
 /** Resolves a path, a `file://` URL, or a directory (which means `<dir>/model.json`). */
 export async function resolveModelJsonPath(source: string): Promise<string> {
-  const path = resolve(source.startsWith('file://') ? fileURLToPath(source) : source);
+  const files = requireFileAccess(source);
+  const path = files.resolve(source);
   try {
-    if ((await stat(path)).isDirectory()) return join(path, 'model.json');
+    if ((await files.stat(path)).directory) return files.join(path, 'model.json');
   } catch (error) {
     throw ioError(path, 'reading', error);
   }
@@ -61,21 +61,22 @@ export async function readArtifactsFromFile(
   options: ReadModelOptions = {},
 ): Promise<tf.io.ModelArtifacts> {
   const { signal, maxBytes } = options;
+  const fileAccess = requireFileAccess(source);
   const modelJsonPath = await resolveModelJsonPath(source);
   throwIfAborted(signal, modelJsonPath);
   let text: string;
   try {
-    text = await readFile(modelJsonPath, { encoding: 'utf8', ...(signal ? { signal } : {}) });
+    text = await fileAccess.readText(modelJsonPath, signal);
   } catch (error) {
     throw ioError(modelJsonPath, 'reading', error);
   }
   const json = parseModelJson(text, modelJsonPath);
-  const dir = dirname(modelJsonPath);
-  const files = json.weightsManifest.map((group) => group.paths.map((p) => join(dir, p)));
-  let total = Buffer.byteLength(text);
+  const dir = fileAccess.dirname(modelJsonPath);
+  const files = json.weightsManifest.map((group) => group.paths.map((p) => fileAccess.join(dir, p)));
+  let total = utf8Bytes(text);
   for (const file of files.flat()) {
     try {
-      total += (await stat(file)).size;
+      total += (await fileAccess.stat(file)).size;
     } catch (error) {
       throw ioError(file, 'reading', error);
     }
@@ -88,7 +89,7 @@ export async function readArtifactsFromFile(
     for (const file of group) {
       throwIfAborted(signal, file);
       try {
-        const chunk = await readFile(file, signal ? { signal } : {});
+        const chunk = await fileAccess.readBytes(file, signal);
         chunks.push(chunk);
         bytes += chunk.byteLength;
       } catch (error) {
@@ -116,8 +117,9 @@ export async function writeModelArtifacts(
   dir: string,
   artifacts: tf.io.ModelArtifacts,
 ): Promise<WrittenArtifacts> {
-  const root = resolve(dir);
-  const modelJsonPath = join(root, 'model.json');
+  const files = requireFileAccess(dir);
+  const root = files.resolve(dir);
+  const modelJsonPath = files.join(root, 'model.json');
   if (artifacts.modelTopology === undefined || artifacts.modelTopology instanceof ArrayBuffer) {
     throw new DinferError(DinferErrorCode.INVALID_ARGUMENT, 'only JSON model topologies can be written', {
       details: { path: modelJsonPath },
@@ -127,13 +129,13 @@ export async function writeModelArtifacts(
   const count = weights.byteLength === 0 ? 0 : Math.ceil(weights.byteLength / WEIGHT_SHARD_BYTES);
   const shards = Array.from({ length: count }, (_, i) => `group1-shard${i + 1}of${count}.bin`);
   try {
-    await mkdir(root, { recursive: true });
+    await files.makeDirectory(root);
     for (let i = 0; i < count; i++) {
       const part = weights.subarray(
         i * WEIGHT_SHARD_BYTES,
         Math.min(weights.byteLength, (i + 1) * WEIGHT_SHARD_BYTES),
       );
-      await writeFile(join(root, shards[i]!), part);
+      await files.writeBytes(files.join(root, shards[i]!), part);
     }
     const modelJson: tf.io.ModelJSON = {
       modelTopology: artifacts.modelTopology,
@@ -146,9 +148,7 @@ export async function writeModelArtifacts(
     if (artifacts.userDefinedMetadata !== undefined)
       modelJson.userDefinedMetadata = artifacts.userDefinedMetadata;
     if (artifacts.signature !== undefined) modelJson.signature = artifacts.signature;
-    const temporary = `${modelJsonPath}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(modelJson));
-    await rename(temporary, modelJsonPath);
+    await files.writeAtomically(modelJsonPath, JSON.stringify(modelJson));
   } catch (error) {
     throw ioError(root, 'writing', error);
   }
@@ -165,8 +165,9 @@ export function fileSystemHandler(source: string, options: ReadModelOptions = {}
   return {
     load: () => readArtifactsFromFile(source, options),
     save: async (artifacts) => {
-      const dir = source.startsWith('file://') ? fileURLToPath(source) : source;
-      const written = await writeModelArtifacts(dir.endsWith('.json') ? dirname(dir) : dir, artifacts);
+      const files = requireFileAccess(source);
+      const dir = files.resolve(source);
+      const written = await writeModelArtifacts(dir.endsWith('.json') ? files.dirname(dir) : dir, artifacts);
       return {
         modelArtifactsInfo: {
           dateSaved: new Date(),

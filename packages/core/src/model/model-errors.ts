@@ -21,7 +21,7 @@ export function corrupt(
 
 /** The DinferError for a failed file operation: ABORTED, MODEL_NOT_FOUND or MODEL_IO. */
 export function ioError(path: string, action: string, error: unknown): DinferError {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  const code = (error as { code?: unknown } | undefined)?.code;
   if (code === 'ABORT_ERR' || (error as Error | undefined)?.name === 'AbortError') {
     return new DinferError(DinferErrorCode.ABORTED, `${action} ${path} was aborted`, {
       details: { path },

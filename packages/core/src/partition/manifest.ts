@@ -23,11 +23,10 @@
  *
  * @module
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { joinWeightData, type ReadModelOptions, sha256Hex } from '../model/artifacts.js';
+import { requireFileAccess } from '../model/file-access.js';
 import { readArtifactsFromFile } from '../model/fs-handler.js';
 import { modelFromArtifacts, saveLayersModel } from '../model/io.js';
 import type { DType, TensorSpec } from '../model/types.js';
@@ -193,8 +192,9 @@ export function parsePartitionManifest(value: unknown, path: string): PartitionM
 
 /** Resolves a partition directory or a `manifest.json` path to the manifest's path. */
 function manifestPathOf(source: string): string {
-  const path = resolve(source);
-  return path.endsWith('.json') ? path : join(path, MANIFEST_FILE);
+  const files = requireFileAccess(source);
+  const path = files.resolve(source);
+  return path.endsWith('.json') ? path : files.join(path, MANIFEST_FILE);
 }
 
 /**
@@ -206,9 +206,9 @@ export async function readPartitionManifest(source: string): Promise<PartitionMa
   const path = manifestPathOf(source);
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    text = await requireFileAccess(path).readText(path);
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
+    const code = (error as { code?: unknown } | undefined)?.code;
     throw new DinferError(
       code === 'ENOENT' || code === 'ENOTDIR' ? DinferErrorCode.MODEL_NOT_FOUND : DinferErrorCode.MODEL_IO,
       code === 'ENOENT' || code === 'ENOTDIR'
@@ -237,11 +237,12 @@ export async function readPartitionManifest(source: string): Promise<PartitionMa
  * @throws DinferError MODEL_IO when writing fails.
  */
 export async function savePartition(partition: Partition, dir: string): Promise<PartitionManifest> {
-  const root = resolve(dir);
+  const files = requireFileAccess(dir);
+  const root = files.resolve(dir);
   const stages: PartitionManifestStage[] = [];
   for (const stage of partition.stages) {
     const relative = `stage-${stage.index}/model.json`;
-    const saved = await saveLayersModel(stage.model, join(root, `stage-${stage.index}`));
+    const saved = await saveLayersModel(stage.model, files.join(root, `stage-${stage.index}`));
     stages.push({
       index: stage.index,
       layers: [stage.layers[0], stage.layers[1]],
@@ -257,12 +258,10 @@ export async function savePartition(partition: Partition, dir: string): Promise<
     model: { name: partition.analysis.name, inputs: partition.inputs, outputs: partition.outputs },
     stages,
   };
-  const path = join(root, MANIFEST_FILE);
+  const path = files.join(root, MANIFEST_FILE);
   try {
-    await mkdir(root, { recursive: true });
-    const temporary = `${path}.${process.pid}.tmp`;
-    await writeFile(temporary, `${JSON.stringify(manifest, null, 2)}\n`);
-    await rename(temporary, path);
+    await files.makeDirectory(root);
+    await files.writeAtomically(path, `${JSON.stringify(manifest, null, 2)}\n`);
   } catch (error) {
     throw new DinferError(DinferErrorCode.MODEL_IO, `writing ${path} failed: ${(error as Error).message}`, {
       details: { path },
@@ -311,8 +310,8 @@ export async function loadPartitionStage(
       details: { stage: index, stages: manifest.stages.length },
     });
   }
-  const root = dirname(manifestPathOf(dir));
-  const path = join(root, entry.path);
+  const files = requireFileAccess(dir);
+  const path = files.join(files.dirname(manifestPathOf(dir)), entry.path);
   const artifacts = await readArtifactsFromFile(path, options);
   const hash = sha256Hex(new Uint8Array(joinWeightData(artifacts.weightData)));
   if (hash !== entry.sha256) {

@@ -7,7 +7,9 @@
  *
  * @module
  */
+
 import * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { disposeModel } from '../model/dispose-model.js';
 import { pythonicToTs, unbuiltLayer } from '../model/keras-layer-shapes.js';
 import { isModelClass } from '../model/keras-topology.js';
@@ -94,7 +96,7 @@ export async function profileTopology(
       free(object);
     }
     // Let timers and abort events through between layers.
-    await new Promise<void>((resolve) => setImmediate(resolve));
+    await platform.yieldToEventLoop();
   }
   return times;
 }

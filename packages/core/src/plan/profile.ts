@@ -4,7 +4,9 @@
  *
  * @module
  */
+
 import * as tf from '@tensorflow/tfjs';
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import { median, type ProfileOptions, profileSettings, throwIfAborted, timeLayer } from './profile-timing.js';
 
@@ -191,7 +193,7 @@ export async function profileLayers(model: tf.LayersModel, options: ProfileOptio
         });
       }
       // Let timers and abort events through between runs.
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await platform.yieldToEventLoop();
     }
   } finally {
     for (const input of inputs) input.dispose();

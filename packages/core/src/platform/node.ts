@@ -1,5 +1,6 @@
 /**
- * The Node.js {@link Platform}: native zlib and SHA-256, and `setImmediate`. Selected by the `node`
+ * The Node.js {@link Platform}: native zlib and SHA-256, `setImmediate`, `process` usage and
+ * `node:fs`. Selected by the `node`
  * condition of the `#platform` import.
  *
  * @module
@@ -7,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism, hostname, totalmem } from 'node:os';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { nodeFileAccess } from './node-files.js';
 import type { Platform } from './platform.js';
 
 /** The host facilities of Node.js. */
@@ -35,4 +37,12 @@ export const platform: Platform = {
       pid: process.pid,
     };
   },
+  cpuTimeMs() {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1000;
+  },
+  memoryInUseBytes() {
+    return process.memoryUsage.rss();
+  },
+  files: nodeFileAccess,
 };

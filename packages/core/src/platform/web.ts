@@ -1,8 +1,8 @@
 /**
  * The portable {@link Platform} for browsers and other runtimes: DEFLATE from `fflate` (pure
  * JavaScript, synchronous like Node's zlib calls it replaces), SHA-256 from `@noble/hashes`
- * (audited, synchronous like `node:crypto`'s hash) and a yield through a
- * `MessageChannel` (a macrotask without `setTimeout`'s clamping).
+ * (audited, synchronous like `node:crypto`'s hash), a yield through a `MessageChannel` (a
+ * macrotask without `setTimeout`'s clamping), and no file system.
  *
  * @module
  */
@@ -41,6 +41,16 @@ export const platform: Platform = {
       pid: undefined,
     };
   },
+  cpuTimeMs() {
+    return undefined;
+  },
+  memoryInUseBytes() {
+    // Chromium's non-standard heap figure: the JavaScript heap only, not wasm or GPU memory.
+    const memory = (globalThis as { performance?: { memory?: { usedJSHeapSize?: number } } }).performance
+      ?.memory;
+    return typeof memory?.usedJSHeapSize === 'number' ? memory.usedJSHeapSize : undefined;
+  },
+  files: undefined,
   yieldToEventLoop() {
     return new Promise((resolve) => {
       const channel = new MessageChannel();

@@ -81,7 +81,7 @@ interface Group {
   readonly key: string;
   readonly model: string;
   readonly items: Pending[];
-  timer: NodeJS.Timeout | undefined;
+  timer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /** One inner call and the requests it answers. */
@@ -417,7 +417,7 @@ export function batchingService(inner: InferenceService, options: BatchingOption
       }
       const owner = group;
       return new Promise<InferResult>((resolve, reject) => {
-        let deadlineTimer: NodeJS.Timeout | undefined;
+        let deadlineTimer: ReturnType<typeof setTimeout> | undefined;
         const onAbort = () => settle(item, { error: aborted(signal?.reason) });
         const item: Pending = {
           model,

@@ -68,7 +68,7 @@ function follow(shared: Promise<InferResult>, options: InferOptions): Promise<In
   const { signal, deadline } = options;
   if (!signal && deadline === undefined) return shared;
   return new Promise<InferResult>((resolve, reject) => {
-    let timer: NodeJS.Timeout | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const onAbort = () => finish(() => reject(abortError(signal?.reason)));
     const finish = (settle: () => void) => {
       if (timer) clearTimeout(timer);

@@ -28,18 +28,17 @@ export interface MemoryDialInfo {
 
 /** A bound listener's entry point: creates the channel pair and returns the dialer's end. */
 export type MemoryAcceptor = (dialer: MemoryDialInfo) => FrameChannel;
-type Acceptor = MemoryAcceptor;
 
 /**
  * A namespace of in-memory addresses. Transports sharing a network can reach each other;
  * pass a fresh one to isolate tests. {@link defaultMemoryNetwork} is used when none is given.
  */
 export class MemoryNetwork {
-  readonly #listeners = new Map<string, Acceptor>();
+  readonly #listeners = new Map<string, MemoryAcceptor>();
   #auto = 0;
 
   /** Binds `name` (`0` picks a fresh unique name). Throws `DINFER_ERR_TRANSPORT_CONNECT` when taken. */
-  bind(name: string, accept: Acceptor): string {
+  bind(name: string, accept: MemoryAcceptor): string {
     let bound = name;
     if (name === '0') {
       do {
@@ -58,12 +57,12 @@ export class MemoryNetwork {
   }
 
   /** Releases `name` if `accept` still holds it. */
-  unbind(name: string, accept: Acceptor): void {
+  unbind(name: string, accept: MemoryAcceptor): void {
     if (this.#listeners.get(name) === accept) this.#listeners.delete(name);
   }
 
   /** The acceptor bound to `name`, if any. */
-  lookup(name: string): Acceptor | undefined {
+  lookup(name: string): MemoryAcceptor | undefined {
     return this.#listeners.get(name);
   }
 }
@@ -120,7 +119,7 @@ export function memoryTransport(options: MemoryTransportOptions = {}): Transport
     const channels = new Set<FrameChannel>();
     let open = true;
     let bound = '';
-    const accept: Acceptor = (dialer) => {
+    const accept: MemoryAcceptor = (dialer) => {
       const [channel, dialerEnd] = memoryChannelPair({
         maxFrameBytes: [maxFrameBytes, dialer.maxFrameBytes],
         addresses: [dialer.address, `${PREFIX}${bound}`],

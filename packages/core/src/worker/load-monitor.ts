@@ -3,6 +3,7 @@
  *
  * @module
  */
+import { platform } from '#platform';
 import { DinferError, DinferErrorCode } from '../errors.js';
 import type { WorkerLoad } from '../scheduler.js';
 
@@ -29,10 +30,12 @@ export interface LoadMonitor {
 }
 
 /**
- * Creates a {@link LoadMonitor}: `cpu` is the process's CPU time (`process.cpuUsage`) over
- * wall time since the previous sample, divided by `cores` and clamped to [0, 1];
- * `freeMemoryBytes` is `memoryBytes - rss`, floored at 0; `latencyMs` is an exponentially
- * weighted moving average of compute times (0 before the first).
+ * Creates a {@link LoadMonitor}: `cpu` is the process's CPU time (`process.cpuUsage` in Node)
+ * over wall time since the previous sample, divided by `cores` and clamped to [0, 1]; where
+ * the runtime does not tell CPU time (a browser), the share of that wall time spent in the
+ * recorded computes; `freeMemoryBytes` is `memoryBytes` minus the memory the process holds
+ * (its RSS in Node; all of it where the runtime does not tell), floored at 0; `latencyMs` is
+ * an exponentially weighted moving average of compute times (0 before the first).
  */
 export function createLoadMonitor(options: LoadMonitorOptions): LoadMonitor {
   const { cores, memoryBytes, queueLength } = options;
@@ -48,27 +51,33 @@ export function createLoadMonitor(options: LoadMonitorOptions): LoadMonitor {
     );
   }
   let latency: number | undefined;
-  let lastCpu = process.cpuUsage();
+  let lastCpu = platform.cpuTimeMs();
+  let computedMs = 0;
   let lastWall = performance.now();
   let cpu = 0;
   return {
     recordCompute(ms: number): void {
       if (!Number.isFinite(ms) || ms < 0) return;
+      computedMs += ms;
       latency = latency === undefined ? ms : latency + alpha * (ms - latency);
     },
     sample(): WorkerLoad {
       const now = performance.now();
       const elapsedMs = now - lastWall;
       if (elapsedMs >= minSampleMs) {
-        const usage = process.cpuUsage(lastCpu);
-        const busyMs = (usage.user + usage.system) / 1000;
-        cpu = Math.min(1, Math.max(0, busyMs / (elapsedMs * cores)));
-        lastCpu = process.cpuUsage();
+        const cpuNow = platform.cpuTimeMs();
+        const share =
+          cpuNow !== undefined && lastCpu !== undefined
+            ? (cpuNow - lastCpu) / (elapsedMs * cores)
+            : computedMs / elapsedMs;
+        cpu = Math.min(1, Math.max(0, share));
+        lastCpu = cpuNow;
+        computedMs = 0;
         lastWall = now;
       }
       return {
         cpu,
-        freeMemoryBytes: Math.max(0, memoryBytes - process.memoryUsage.rss()),
+        freeMemoryBytes: Math.max(0, memoryBytes - (platform.memoryInUseBytes() ?? 0)),
         queueLength: queueLength(),
         latencyMs: latency ?? 0,
       };

@@ -17,17 +17,18 @@
  *
  * @module
  */
+
 import {
   batchingService,
   describeBackend,
   type InferenceService,
-  initBackend,
   localInferenceService,
   type Metrics,
   noopMetrics,
   type TensorData,
 } from '@dinfer/core';
 import { type ExampleModelName, loadExampleModel } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError } from 'commander';
 

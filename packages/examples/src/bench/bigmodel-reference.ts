@@ -10,9 +10,10 @@
  *
  * @module
  */
+
 import { open } from 'node:fs/promises';
 import path from 'node:path';
-import { initBackend } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { type BigDenseLayout, readBigDenseLayout } from '../models/big-dense.js';
 import { peakRssBytes } from './peak-rss.js';

@@ -1,4 +1,5 @@
-import { createBlobStore, createWorker, describeBackend, initBackend } from '@dinfer/core';
+import { createWorker, describeBackend } from '@dinfer/core';
+import { createBlobStore, initBackend } from '@dinfer/core/node';
 import { tcpTransport } from '@dinfer/transport-tcp';
 import { type ChildFailure, type ProcessTimes, processTimes } from './bench-child.js';
 import { type CpuProfileWindow, startCpuProfile } from './cpu-profile.js';

@@ -30,6 +30,7 @@
  *
  * @module
  */
+
 import type { ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
@@ -39,13 +40,13 @@ import {
   analyzeModel,
   createCoordinator,
   describeBackend,
-  initBackend,
   type Metrics,
   planCuts,
   profileLayers,
   type TensorData,
 } from '@dinfer/core';
 import { loadExampleModel } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import { tcpTransport } from '@dinfer/transport-tcp';
 import { Command } from 'commander';
 import {

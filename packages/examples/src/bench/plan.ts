@@ -14,11 +14,11 @@
  *
  * @module
  */
+
 import {
   analyzeModel,
   clockReader,
   describeBackend,
-  initBackend,
   type PlanResult,
   type ProfileClock,
   partitionModel,
@@ -26,6 +26,7 @@ import {
   profileLayers,
 } from '@dinfer/core';
 import { resnet50 } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError } from 'commander';
 

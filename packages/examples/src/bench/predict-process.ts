@@ -7,8 +7,9 @@
  *
  * @module
  */
-import { initBackend } from '@dinfer/core';
+
 import { loadExampleModel } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import { type ChildFailure, type ProcessTimes, processTimes, timesBetween } from './bench-child.js';
 import { makeInputs } from './bench-inputs.js';
 import { predictOnce } from './local-predict.js';

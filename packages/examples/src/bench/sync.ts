@@ -19,20 +19,20 @@
  *
  * @module
  */
+
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   type Coordinator,
-  createBlobStore,
   createCoordinator,
   createWorker,
   type DinferWorker,
   describeBackend,
-  initBackend,
   type WeightQuantization,
 } from '@dinfer/core';
 import { loadExampleModel, seededRandom } from '@dinfer/core/models';
+import { createBlobStore, initBackend } from '@dinfer/core/node';
 import {
   bytesOf,
   type CountingTransport,

@@ -13,9 +13,10 @@
  *
  * @module
  */
+
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DinferError, DinferErrorCode, describeBackend, initBackend, saveLayersModel } from '@dinfer/core';
+import { DinferError, DinferErrorCode, describeBackend, saveLayersModel } from '@dinfer/core';
 import {
   accuracy,
   MNIST_TEST_PER_DIGIT,
@@ -25,6 +26,7 @@ import {
   mnistTrainSet,
   seededRandom,
 } from '@dinfer/core/models';
+import { initBackend } from '@dinfer/core/node';
 import * as tf from '@tensorflow/tfjs';
 import { registerConv2DFilterGradKernel } from '../models/conv2d-filter-grad.js';
 

@@ -4,6 +4,7 @@
  *
  * @module
  */
+
 import { access } from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -12,9 +13,9 @@ import {
   DinferError,
   DinferErrorCode,
   describeBackend,
-  initBackend,
   loadLayersModel,
 } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import type * as tf from '@tensorflow/tfjs';
 import type { Command } from 'commander';
 import { backendOption } from '../config/command-options.js';

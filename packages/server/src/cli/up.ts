@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { initBackend } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import { Command } from 'commander';
 import { isModulePath } from '../cluster/extension-module.js';
 import { startLocalCluster } from '../cluster/local-cluster.js';

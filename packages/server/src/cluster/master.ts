@@ -9,6 +9,7 @@
  *
  * @module
  */
+
 import {
   analyzeModel,
   analyzeModelJson,
@@ -19,13 +20,11 @@ import {
   type CoordinatorEvent,
   cachingService,
   createCoordinator,
-  createHeartbeatReceiver,
   type Deployment,
   type DeploymentSpec,
   DinferError,
   DinferErrorCode,
   type InferenceService,
-  initBackend,
   isHttpSource,
   type Logger,
   loadLayersModel,
@@ -34,6 +33,7 @@ import {
   profileTopology,
   type ServedModel,
 } from '@dinfer/core';
+import { createHeartbeatReceiver, initBackend } from '@dinfer/core/node';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import {
   type DefaultedSetting,

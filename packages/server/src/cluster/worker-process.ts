@@ -3,18 +3,17 @@
  *
  * @module
  */
+
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import {
   type BackendInfo,
-  createBlobStore,
-  createHeartbeatSender,
   createWorker,
   type DinferWorker,
-  initBackend,
   type Logger,
   measureCapabilities,
 } from '@dinfer/core';
+import { createBlobStore, createHeartbeatSender, initBackend } from '@dinfer/core/node';
 import { type SettingOptions, settingDefault } from '../config/resolve.js';
 import { resolveClusterToken } from './cluster-credentials.js';
 import { workerTls } from './cluster-tls.js';

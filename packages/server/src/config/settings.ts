@@ -11,8 +11,9 @@
  *
  * @module
  */
+
 import { availableParallelism } from 'node:os';
-import { DEFAULT_BLOB_CACHE_BYTES } from '@dinfer/core';
+import { DEFAULT_BLOB_CACHE_BYTES } from '@dinfer/core/node';
 import { z } from 'zod';
 import {
   parseBytes,

@@ -19,17 +19,11 @@
  * @module
  */
 import { readFile } from 'node:fs/promises';
-import { DinferError, DinferErrorCode } from '@dinfer/core';
+import { DinferError, DinferErrorCode, WEIGHT_QUANTIZATIONS, type WeightQuantization } from '@dinfer/core';
 import { z } from 'zod';
 import { describeIssues } from '../config/issues.js';
 import { preprocessSectionSchema } from '../config/schema.js';
 import type { PreprocessConfig } from '../preprocess/config.js';
-
-/** Precisions `weightQuantization` accepts. */
-export const WEIGHT_QUANTIZATIONS = ['float16', 'uint8'] as const;
-
-/** One of {@link WEIGHT_QUANTIZATIONS}. */
-export type WeightQuantization = (typeof WEIGHT_QUANTIZATIONS)[number];
 
 /** The file name of a version's (or model's) configuration. */
 export const VERSION_CONFIG_FILE = 'config.json';
@@ -52,7 +46,9 @@ export const versionConfigSchema = z.strictObject({
     .optional(),
   preprocess: preprocessSectionSchema.optional(),
   weightQuantization: z
-    .enum(WEIGHT_QUANTIZATIONS, { error: `expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}` })
+    .enum(WEIGHT_QUANTIZATIONS as readonly [WeightQuantization, ...WeightQuantization[]], {
+      error: `expected one of ${WEIGHT_QUANTIZATIONS.join(', ')}`,
+    })
     .optional(),
 });
 

@@ -3,10 +3,12 @@
  * from dinfer's examples, checked against the whole model's `predict`: what a user of the packed
  * packages writes, compiled with strict TypeScript outside the dinfer repository.
  */
+
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { initBackend, saveLayersModel } from '@dinfer/core';
+import { saveLayersModel } from '@dinfer/core';
+import { initBackend } from '@dinfer/core/node';
 import { startMaster, startWorkerProcess } from '@dinfer/server';
 import * as tf from '@tensorflow/tfjs';
 import { spreadScheduler } from './custom/spread-scheduler.js';

@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const serverDir = resolve(here, '..');
-const repoRoot = resolve(serverDir, '../..');
-const checkDir = join(serverDir, '.readme-check');
+const examplesDir = resolve(here, '..');
+const repoRoot = resolve(examplesDir, '../..');
+const checkDir = join(examplesDir, '.readme-check');
 
 function readmes(): string[] {
   const packages = readdirSync(join(repoRoot, 'packages')).map((p) =>
