@@ -1,6 +1,7 @@
 /**
  * Every TypeScript snippet in the READMEs must compile against the packages as built: docs
- * that drift from the API fail here.
+ * that drift from the API fail here. A snippet whose first line is `// file: <name>.ts` is
+ * written under that name, so later snippets can import it (`./<name>.js`).
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -41,7 +42,8 @@ describe('README snippets', () => {
     for (const readme of readmes()) {
       const name = readme.slice(repoRoot.length + 1).replace(/[/.]/g, '_');
       snippets(readme).forEach((code, i) => {
-        const file = join(checkDir, `${name}_${i}.ts`);
+        const named = /^\/\/ file: ([\w-]+\.ts)\n/.exec(code)?.[1];
+        const file = join(checkDir, named ?? `${name}_${i}.ts`);
         // Each snippet is its own module (top-level await allowed).
         writeFileSync(file, `${code}\nexport {};\n`);
         files.push(file);
