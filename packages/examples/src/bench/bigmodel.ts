@@ -27,8 +27,6 @@
 import { type ChildProcess, fork, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +34,7 @@ import { seededRandom } from '@dinfer/core/models';
 import { Command, InvalidArgumentError } from 'commander';
 import { type BigDenseLayout, type BigDenseSpec, writeBigDenseModel } from '../models/big-dense.js';
 import type { ReferenceReply, ReferenceRequest } from './bigmodel-reference.js';
+import { dinferBin, freePort } from './dinfer-cli.js';
 import { peakRssBytes } from './peak-rss.js';
 
 const GiB = 1024 ** 3;
@@ -81,25 +80,6 @@ function repositoryRoot(): string {
     dir = parent;
   }
   return dir;
-}
-
-/** The `dinfer` CLI of `@dinfer/server`, from its package's `bin`. */
-function dinferBin(): string {
-  const require = createRequire(import.meta.url);
-  const manifest = require.resolve('@dinfer/server/package.json');
-  const { bin } = require('@dinfer/server/package.json') as { bin: { dinfer: string } };
-  return path.join(path.dirname(manifest), bin.dinfer);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 /** Seeded inputs in [-1, 1): one row per request. */

@@ -3,18 +3,11 @@
  * process of `pnpm bench:pipeline`: the bench drives it through its HTTP API only (KServe v2
  * infer, readiness, and `GET /metrics` for the master's own CPU time and stage timings).
  *
- * The CLI is found in this repository (`packages/server/dist/cli/main.js`, what `pnpm dinfer`
- * runs): examples cannot list `@dinfer/server` as a dependency, since the server's tests
- * depend on examples.
- *
  * @module
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { stopChild } from './bench-child.js';
+import { dinferBin, freePort } from './dinfer-cli.js';
 
 /** Options of {@link startCliMaster}. */
 export interface CliMasterOptions {
@@ -46,30 +39,6 @@ export interface CliMaster {
   stop(): Promise<void>;
 }
 
-/** The repository root (the nearest folder above this file with `pnpm-workspace.yaml`). */
-function repositoryRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(path.join(dir, 'pnpm-workspace.yaml'))) return dir;
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error('bench:pipeline runs inside the dinfer repository');
-    dir = parent;
-  }
-}
-
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /** Parses a Prometheus text exposition into samples (comments and NaN skipped). */
 export function parseMetrics(text: string): MetricSamples {
   const samples = new Map<string, number>();
@@ -84,8 +53,7 @@ export function parseMetrics(text: string): MetricSamples {
 
 /** Starts `dinfer master` on free loopback ports and resolves once it listens. */
 export async function startCliMaster(options: CliMasterOptions): Promise<CliMaster> {
-  const cli = path.join(repositoryRoot(), 'packages', 'server', 'dist', 'cli', 'main.js');
-  if (!existsSync(cli)) throw new Error(`${cli} is missing: build the repository first (pnpm build)`);
+  const cli = dinferBin();
   const [httpPort, clusterPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${httpPort}`;
   const child = spawn(
