@@ -289,7 +289,13 @@ describe('createWorker', () => {
     await w.start();
     const connection = await master.nextJoin();
     expect(w.workerId).toBe('w1');
-    expect(master.joins[0]).toEqual({ type: 'join', name: 'test-worker', capabilities, blobs: [] });
+    expect(master.joins[0]).toEqual({
+      type: 'join',
+      name: 'test-worker',
+      capabilities,
+      blobs: [],
+      heartbeats: false,
+    });
 
     const status = parseMessage(
       (await connection.request(envelope({ type: 'blob.status', blobs: [blobs.topologySha256, big.sha256] })))

@@ -152,9 +152,12 @@ export class Membership {
       });
       worker = joined;
       this.workers.set(id, joined);
-      // Only packets signed with this connection's session key speak for this worker.
+      // Only packets signed with this connection's session key speak for this worker; a worker
+      // that sends no heartbeats (none configured, or a browser) is watched by pings alone.
       const session = connection.session;
-      this.#heartbeats?.watch(id, session?.authenticated ? session.key : 'unsigned');
+      if (join.heartbeats === true) {
+        this.#heartbeats?.watch(id, session?.authenticated ? session.key : 'unsigned');
+      }
       log.info(
         { worker: id, name: join.name, address: connection.remoteAddress, ...join.capabilities },
         'worker joined',

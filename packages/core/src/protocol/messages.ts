@@ -57,6 +57,11 @@ export type JoinMessage = {
   readonly name: string;
   readonly capabilities: WorkerCapabilities;
   readonly blobs: readonly string[];
+  /**
+   * Whether the worker sends heartbeats when the master asks (a heartbeat sender is
+   * configured). A worker that sends none is watched by the master's health pings only.
+   */
+  readonly heartbeats?: boolean | undefined;
 };
 
 /** The master accepts a worker and tells it where to send heartbeats. */
@@ -330,12 +335,16 @@ const VALIDATORS: Validators = {
     const code = f.optional('code', (k) => f.string(k, { min: 1, max: 128 }));
     return { type: 'reject', reason, ...(code === undefined ? {} : { code }) };
   },
-  join: (f) => ({
-    type: 'join',
-    name: f.string('name', { min: 1, max: 256 }),
-    capabilities: f.object('capabilities', capabilities),
-    blobs: shaList(f, 'blobs'),
-  }),
+  join: (f) => {
+    const heartbeats = f.optional('heartbeats', (k) => f.boolean(k));
+    return {
+      type: 'join',
+      name: f.string('name', { min: 1, max: 256 }),
+      capabilities: f.object('capabilities', capabilities),
+      blobs: shaList(f, 'blobs'),
+      ...(heartbeats === undefined ? {} : { heartbeats }),
+    };
+  },
   joined: (f) => ({
     type: 'joined',
     workerId: f.string('workerId', { min: 1, max: 256 }),

@@ -342,6 +342,7 @@ class Worker implements DinferWorker {
         name: this.#options.name ?? defaultWorkerName(),
         capabilities,
         blobs: this.store.list(),
+        heartbeats: this.#options.heartbeats !== undefined,
       };
       const answer = await connection.request(messageEnvelope(join), {
         signal,

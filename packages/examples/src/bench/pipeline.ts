@@ -327,6 +327,7 @@ async function main(): Promise<void> {
   const children: ChildProcess[] = [];
   let failure: Error | undefined;
   const dead = (error: Error) => {
+    console.error(`bench: ${error.message}`);
     failure ??= error;
   };
   let master: CliMaster | undefined;
