@@ -48,7 +48,7 @@ export type {
   SettingPath,
   SettingText,
 } from './config/setting.js';
-export { CONFIG_BACKENDS, LOG_LEVELS, SETTINGS } from './config/settings.js';
+export { CONFIG_BACKENDS, LOG_LEVELS, SETTING_TABLE as SETTINGS } from './config/settings.js';
 export {
   DEFAULT_RETRY_AFTER_SECONDS,
   errorToHttp,

@@ -770,3 +770,10 @@ export const SETTINGS = [
     help: 'stage requests allowed to wait',
   },
 ] as const satisfies readonly Setting[];
+
+/**
+ * {@link SETTINGS} as the public API declares it: every setting's flag, variable, config path,
+ * schema, default and help (the precise literal type stays internal, where the option types
+ * are derived from it).
+ */
+export const SETTING_TABLE: readonly Setting[] = SETTINGS;
