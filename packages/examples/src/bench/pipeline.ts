@@ -82,6 +82,7 @@ interface Options {
   readonly concurrency: number;
   readonly latencySamples: number;
   readonly profileRuns: number;
+  readonly masterFlags: readonly string[];
 }
 
 type Worker = BenchChild<PipelineWorkerCommand, PipelineWorkerReport>;
@@ -287,6 +288,12 @@ async function main(): Promise<void> {
     .option('--concurrency <n>', 'requests in flight through the cluster', positiveInt, 8)
     .option('--latency-samples <n>', 'single-request samples per subject per round', positiveInt, 5)
     .option('--profile-runs <n>', 'layer profiling runs (median)', positiveInt, 5)
+    .option(
+      '--master-flags <flags>',
+      'extra flags of the HTTP path\'s `dinfer master`, e.g. "--max-batch-size 1"',
+      (text: string) => text.split(/\s+/).filter(Boolean),
+      [] as string[],
+    )
     .parse(process.argv)
     .opts<Options>();
 
@@ -326,7 +333,9 @@ async function main(): Promise<void> {
   const cacheDir = await mkdtemp(path.join(tmpdir(), 'dinfer-bench-pipeline-'));
   const children: ChildProcess[] = [];
   let failure: Error | undefined;
+  let stopping = false;
   const dead = (error: Error) => {
+    if (stopping) return;
     console.error(`bench: ${error.message}`);
     failure ??= error;
   };
@@ -347,7 +356,7 @@ async function main(): Promise<void> {
       name: MODEL_NAME,
       cuts: plan.cuts,
       token,
-      flags: ['--no-cache'],
+      flags: ['--no-cache', ...options.masterFlags],
       // Its whole life, written when it stops (it is driven over HTTP only).
       nodeArgs:
         profileDir === undefined
@@ -643,6 +652,7 @@ async function main(): Promise<void> {
     console.log(`\nmachine: ${loadLine()} (at end)`);
     if (failure) throw failure;
   } finally {
+    stopping = true;
     await coordinator.stop();
     await master?.stop();
     await stopBenchChildren(children);
